@@ -1,0 +1,5 @@
+"""nnx_train."""
+
+__version__ = "0.1.0"
+
+__all__: list[str] = []

@@ -1,0 +1,8 @@
+"""The fake-device set-up of the root conftest reaches JAX."""
+
+import jax
+
+
+def test_eight_fake_cpu_devices():
+    assert jax.device_count() == 8
+    assert jax.devices()[0].platform == "cpu"
