@@ -1,0 +1,1 @@
+"""Conversion specs, one module per architecture: ``<name>_rules(...) -> list[Rule]``."""
