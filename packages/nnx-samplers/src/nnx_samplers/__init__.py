@@ -1,5 +1,132 @@
-"""nnx_samplers."""
+"""nnx_samplers: ODE and SDE solvers, time grids and guidance for flow and diffusion models.
+
+A sampler sees only a vector field ``f(x, t) -> dx/dt`` (or ``u(x, r, t)`` for MeanFlow),
+with ``t = 0`` data and ``t = 1`` noise. Solvers are stateless objects with ``init``/``step``;
+grids are objects; :func:`sample` runs the loop with ``lax.scan`` and counts NFE.
+"""
+
+from nnx_samplers.adapters import (
+    VelocityFromData,
+    VelocityFromEDMDenoiser,
+    VelocityFromNoise,
+    VelocityFromScore,
+    data_from_velocity,
+    edm_from_linear,
+    edm_sigma_from_t,
+    linear_from_edm,
+    noise_from_velocity,
+    score_from_velocity,
+    t_from_edm_sigma,
+    velocity_from_data,
+    velocity_from_noise,
+    velocity_from_score,
+)
+from nnx_samplers.diffusion import (
+    ConstantDiffusion,
+    DecreasingDiffusion,
+    Diffusion,
+    IncreasingDecreasingDiffusion,
+    LinearDiffusion,
+    SBDMDiffusion,
+    SigmaDiffusion,
+)
+from nnx_samplers.dpm_solver import DPMSolverPlusPlus2M, DPMSolverPlusPlus3M, MultistepState
+from nnx_samplers.driver import Solution, Solver, sample
+from nnx_samplers.edm_sampler import EDMStochastic
+from nnx_samplers.euler import Euler, EulerJump
+from nnx_samplers.euler_maruyama import EulerMaruyama
+from nnx_samplers.fields import (
+    ConditionalField,
+    ConditionalTwoTimeField,
+    Network,
+    TwoTimeField,
+    TwoTimeNetwork,
+    VectorField,
+    batch_time,
+    expand_time,
+)
+from nnx_samplers.grids import (
+    ArrayGrid,
+    EDMGrid,
+    LogSNRGrid,
+    ShiftedGrid,
+    TimeGrid,
+    UniformGrid,
+    shift_time,
+)
+from nnx_samplers.guidance import (
+    DIT_LEGACY_GUIDED_CHANNELS,
+    AutoGuidance,
+    ClassifierFreeGuidance,
+    GuidanceInterval,
+    combine_guidance,
+)
+from nnx_samplers.heun import Heun
+from nnx_samplers.paths import CosinePath, LinearPath, Path, log_snr
 
 __version__ = "0.1.0"
 
-__all__: list[str] = []
+__all__ = [
+    # driver and protocols
+    "sample",
+    "Solution",
+    "Solver",
+    "VectorField",
+    "TwoTimeField",
+    "Network",
+    "TwoTimeNetwork",
+    "ConditionalField",
+    "ConditionalTwoTimeField",
+    "batch_time",
+    "expand_time",
+    # solvers
+    "Euler",
+    "Heun",
+    "EulerJump",
+    "EulerMaruyama",
+    "EDMStochastic",
+    "DPMSolverPlusPlus2M",
+    "DPMSolverPlusPlus3M",
+    "MultistepState",
+    # diffusion coefficients for Euler-Maruyama
+    "Diffusion",
+    "ConstantDiffusion",
+    "SigmaDiffusion",
+    "LinearDiffusion",
+    "SBDMDiffusion",
+    "DecreasingDiffusion",
+    "IncreasingDecreasingDiffusion",
+    # grids
+    "TimeGrid",
+    "UniformGrid",
+    "EDMGrid",
+    "LogSNRGrid",
+    "ShiftedGrid",
+    "ArrayGrid",
+    "shift_time",
+    # paths and conversions
+    "Path",
+    "LinearPath",
+    "CosinePath",
+    "log_snr",
+    "data_from_velocity",
+    "noise_from_velocity",
+    "score_from_velocity",
+    "velocity_from_data",
+    "velocity_from_noise",
+    "velocity_from_score",
+    "edm_sigma_from_t",
+    "t_from_edm_sigma",
+    "edm_from_linear",
+    "linear_from_edm",
+    "VelocityFromNoise",
+    "VelocityFromData",
+    "VelocityFromScore",
+    "VelocityFromEDMDenoiser",
+    # guidance
+    "ClassifierFreeGuidance",
+    "AutoGuidance",
+    "GuidanceInterval",
+    "combine_guidance",
+    "DIT_LEGACY_GUIDED_CHANNELS",
+]
