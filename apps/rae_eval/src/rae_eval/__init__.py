@@ -1,5 +1,47 @@
-"""rae_eval."""
+"""rae_eval: standalone evaluation of Representation Autoencoders (RAE), published checkpoints to ADM metrics.
+
+Run it as ``uv run apps/rae_eval --config apps/rae_eval/configs/<name>.py --workdir runs/x``;
+the pieces below are importable for notebooks and tests.
+"""
+
+from rae_eval.autoencoder import RepresentationAutoencoder, resize_bicubic_torch
+from rae_eval.checkpoints import (
+    CheckpointFile,
+    CheckpointMismatchError,
+    MissingCheckpointError,
+    fetch_command,
+    require_files,
+)
+from rae_eval.generation import GenerationReport, generate_shards
+from rae_eval.image_folder import center_crop_arr, list_images, load_images
+from rae_eval.image_metrics import psnr, ssim
+from rae_eval.run import TASKS, run
+from rae_eval.shards import FingerprintMismatchError, ShardStore
+from rae_eval.torch_zip import OpaqueObject, TorchFileError, flatten_state_dict, read_torch_file
 
 __version__ = "0.1.0"
 
-__all__: list[str] = []
+__all__ = [
+    "TASKS",
+    "CheckpointFile",
+    "CheckpointMismatchError",
+    "FingerprintMismatchError",
+    "GenerationReport",
+    "MissingCheckpointError",
+    "OpaqueObject",
+    "RepresentationAutoencoder",
+    "ShardStore",
+    "TorchFileError",
+    "center_crop_arr",
+    "fetch_command",
+    "flatten_state_dict",
+    "generate_shards",
+    "list_images",
+    "load_images",
+    "psnr",
+    "read_torch_file",
+    "require_files",
+    "resize_bicubic_torch",
+    "run",
+    "ssim",
+]

@@ -1,5 +1,100 @@
 """nnx_nets."""
 
+# One import block for all families (ruff sorts it); __all__ below is sectioned.
+from nnx_nets.adaln import AdaLNModulation, modulate
+from nnx_nets.attention import SelfAttention
+from nnx_nets.dinov2 import DINOV2_PRESETS, DINOv2, DINOv2Block, dinov2_from_preset
+from nnx_nets.dinov2_pos_embed import POS_EMBED_INTERPOLATIONS, resize_pos_grid
+from nnx_nets.dit import DIT_PRESETS, DiT, DiTBlock, DiTFinalLayer, dit_from_preset
+from nnx_nets.dit_dh import DIT_DH_PRESETS, DiTDH, dit_dh_from_preset
+from nnx_nets.embeddings import (
+    GaussianFourierEmbedder,
+    LabelEmbedder,
+    PatchEmbed,
+    TimestepEmbedder,
+    sincos_pos_embed_2d,
+    sinusoidal_embedding,
+    unpatchify,
+)
+from nnx_nets.lightning_dit import (
+    LIGHTNING_DIT_PRESETS,
+    LightningDiT,
+    LightningDiTBlock,
+    LightningFinalLayer,
+    lightning_dit_from_preset,
+)
+from nnx_nets.meanflow_dit import MeanFlowDiT, meanflow_dit_from_preset
+from nnx_nets.mlp import Mlp, SwiGLU, swiglu_hidden_size
+from nnx_nets.norms import RMSNorm, layer_norm
+from nnx_nets.rope import apply_rope, axial_rope_tables
+from nnx_nets.sd_vae import SD_VAE_PRESETS, SDVAE, VAEDecoder, VAEEncoder, sd_vae_from_preset
+from nnx_nets.sd_vae_blocks import DiagonalGaussian
+from nnx_nets.vit_decoder import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    RAE_DECODER_PRESETS,
+    LatentNormalizer,
+    RAEDecoder,
+    mae_sincos_pos_embed,
+    rae_decoder_from_preset,
+)
+
 __version__ = "0.1.0"
 
-__all__: list[str] = []
+# ruff resolves only literal __all__ lists and `+=`, so each section extends it.
+__all__: list[str] = [  # DiT family
+    "AdaLNModulation",
+    "DIT_DH_PRESETS",
+    "DIT_PRESETS",
+    "DiT",
+    "DiTBlock",
+    "DiTDH",
+    "DiTFinalLayer",
+    "GaussianFourierEmbedder",
+    "LIGHTNING_DIT_PRESETS",
+    "LabelEmbedder",
+    "LightningDiT",
+    "LightningDiTBlock",
+    "LightningFinalLayer",
+    "MeanFlowDiT",
+    "Mlp",
+    "PatchEmbed",
+    "RMSNorm",
+    "SelfAttention",
+    "SwiGLU",
+    "TimestepEmbedder",
+    "apply_rope",
+    "axial_rope_tables",
+    "dit_dh_from_preset",
+    "dit_from_preset",
+    "layer_norm",
+    "lightning_dit_from_preset",
+    "meanflow_dit_from_preset",
+    "modulate",
+    "sincos_pos_embed_2d",
+    "sinusoidal_embedding",
+    "swiglu_hidden_size",
+    "unpatchify",
+]
+
+__all__ += [  # vision networks
+    "DINOV2_PRESETS",
+    "DINOv2",
+    "DINOv2Block",
+    "DiagonalGaussian",
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+    "LatentNormalizer",
+    "POS_EMBED_INTERPOLATIONS",
+    "RAEDecoder",
+    "RAE_DECODER_PRESETS",
+    "SDVAE",
+    "SD_VAE_PRESETS",
+    "VAEDecoder",
+    "VAEEncoder",
+    "dinov2_from_preset",
+    "mae_sincos_pos_embed",
+    "rae_decoder_from_preset",
+    "resize_pos_grid",
+    "sd_vae_from_preset",
+]

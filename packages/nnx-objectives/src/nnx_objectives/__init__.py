@@ -1,5 +1,153 @@
-"""nnx_objectives."""
+"""nnx_objectives: training objectives for diffusion and flow-matching models in JAX / Flax NNX.
+
+Time convention: ``t`` in [0, 1], ``t = 0`` is data, ``t = 1`` is noise,
+``x_t = alpha(t) x0 + sigma(t) eps``, velocity ``v = dx_t/dt``.
+Every objective is ``objective(model, x0, y, key) -> (loss (B,), aux dict)``.
+"""
+
+from nnx_objectives.class_dropout import ClassDropout, drop_labels
+from nnx_objectives.consistency import (
+    ConditionalTangent,
+    ConsistencyObjective,
+    TangentSource,
+    TeacherTangent,
+)
+from nnx_objectives.edm import (
+    EDMCoefficients,
+    EDMObjective,
+    EDMPrecond,
+    edm_from_linear,
+    edm_loss_weight,
+    edm_preconditioning,
+    edm_sigma_from_t,
+    linear_from_edm,
+    t_from_edm_sigma,
+)
+from nnx_objectives.interpolant import InterpolantObjective, mean_over_elements
+from nnx_objectives.meanflow import (
+    MeanFlowGuidance,
+    MeanFlowObjective,
+    meanflow_target,
+    sample_two_times,
+)
+from nnx_objectives.model_jvp import network_jvp
+from nnx_objectives.paths import (
+    GVPPath,
+    LinearPath,
+    Path,
+    VPPath,
+    conditional_velocity,
+    expand_time,
+    interpolate,
+    score_coefficient,
+)
+from nnx_objectives.predictions import (
+    NoisePrediction,
+    Prediction,
+    ScorePrediction,
+    VelocityPrediction,
+    X0Prediction,
+    convert_prediction,
+)
+from nnx_objectives.protocols import Network, Objective, TimeDistribution, TwoTimeNetwork
+from nnx_objectives.repa import (
+    REPAModel,
+    REPAObjective,
+    REPAProjector,
+    negative_cosine_similarity,
+    resize_token_grid,
+)
+from nnx_objectives.sit_intervals import sit_default_eps, sit_time_interval
+from nnx_objectives.time_distributions import (
+    LogitNormalTime,
+    ShiftedTime,
+    TimeInterval,
+    UniformTime,
+    resolution_shift,
+    shift_time,
+)
+from nnx_objectives.trigflow import (
+    TrigFlowTime,
+    trigflow_angle,
+    trigflow_consistency_function,
+    trigflow_state,
+)
+from nnx_objectives.uncertainty import (
+    FixedTable,
+    LogVarHead,
+    MPFourier,
+    UncertaintyWeighted,
+    WithLogVar,
+)
+from nnx_objectives.weightings import LikelihoodWeight, LossWeight, NoWeight, VelocityWeight
 
 __version__ = "0.1.0"
 
-__all__: list[str] = []
+__all__ = [
+    "ClassDropout",
+    "ConditionalTangent",
+    "ConsistencyObjective",
+    "EDMCoefficients",
+    "EDMObjective",
+    "EDMPrecond",
+    "FixedTable",
+    "GVPPath",
+    "InterpolantObjective",
+    "LikelihoodWeight",
+    "LinearPath",
+    "LogVarHead",
+    "LogitNormalTime",
+    "LossWeight",
+    "MPFourier",
+    "MeanFlowGuidance",
+    "MeanFlowObjective",
+    "Network",
+    "NoWeight",
+    "NoisePrediction",
+    "Objective",
+    "Path",
+    "Prediction",
+    "REPAModel",
+    "REPAObjective",
+    "REPAProjector",
+    "ScorePrediction",
+    "ShiftedTime",
+    "TangentSource",
+    "TeacherTangent",
+    "TimeDistribution",
+    "TimeInterval",
+    "TrigFlowTime",
+    "TwoTimeNetwork",
+    "UncertaintyWeighted",
+    "UniformTime",
+    "VPPath",
+    "VelocityPrediction",
+    "VelocityWeight",
+    "WithLogVar",
+    "X0Prediction",
+    "conditional_velocity",
+    "convert_prediction",
+    "drop_labels",
+    "edm_from_linear",
+    "edm_loss_weight",
+    "edm_preconditioning",
+    "edm_sigma_from_t",
+    "expand_time",
+    "interpolate",
+    "linear_from_edm",
+    "mean_over_elements",
+    "meanflow_target",
+    "negative_cosine_similarity",
+    "network_jvp",
+    "resize_token_grid",
+    "resolution_shift",
+    "sample_two_times",
+    "score_coefficient",
+    "shift_time",
+    "sit_default_eps",
+    "sit_time_interval",
+    "t_from_edm_sigma",
+    "trigflow_angle",
+    "trigflow_consistency_function",
+    "trigflow_state",
+]

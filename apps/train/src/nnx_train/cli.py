@@ -1,0 +1,112 @@
+"""Command line: ``--config`` (an ml_collections config file), ``--workdir`` and overrides.
+
+::
+
+    uv run apps/train                                         # embedded digits default
+    uv run apps/train --config apps/train/configs/sit_b2.py --workdir runs/sit_b2 \\
+        --config.data.path=/data/imagenet_sdvae_latents --config.train.batch_size=256
+    uv run apps/train --config apps/train/configs/sit_b2.py:tiny   # 2-step smoke run
+
+The config is locked: an override of a key that does not exist fails with the "did you
+mean" suggestion of ml_collections, printed as one line (no stack trace). Errors the trainer
+raises for bad input (`TrainError`) are printed the same way and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+from collections.abc import Sequence
+
+from ml_collections import ConfigDict
+
+from nnx_train.errors import ConfigError, TrainError
+
+__all__ = ["load_config", "main", "parse_args"]
+
+
+def _clean(message: str) -> str:
+    message = str(message).replace("\\n", " ").replace("\n", " ")
+    return re.sub(r"\s+", " ", message).strip(" '\"")
+
+
+def parse_args(argv: Sequence[str], *, default_config: str) -> tuple[ConfigDict, str]:
+    """Parses ``argv`` (program name first) into the locked config and the workdir.
+
+    Args:
+      argv: command line, e.g. ``["train", "--config.train.num_steps=10"]``.
+      default_config: config file used when ``--config`` is absent.
+
+    Returns:
+      ``(config, workdir)``; the workdir defaults to ``runs/<config.name>``.
+
+    Raises:
+      ConfigError: unknown flag, unknown or misspelled config key, unreadable config file or
+        a value of the wrong type.
+    """
+    from absl import flags
+    from ml_collections import config_flags
+
+    argv = list(argv)
+    values = flags.FlagValues()
+    try:
+        holder = config_flags.DEFINE_config_file(
+            "config",
+            default_config,
+            "Path to an ml_collections config file (optionally file.py:argument).",
+            flag_values=values,
+            lock_config=True,
+            sys_argv=argv,
+        )
+        workdir = flags.DEFINE_string(
+            "workdir", None, "Run folder (default runs/<config.name>).", flag_values=values
+        )
+        values(argv)
+        config = holder.value
+    except (flags.Error, AttributeError, KeyError, TypeError, ValueError, OSError) as err:
+        text = _clean(err)
+        if "Did you mean" in text or isinstance(err, AttributeError | KeyError):
+            raise ConfigError(
+                f"Unknown config key in the overrides: {text}. Overrides must name existing "
+                "keys (see apps/train/README.md or the config file)."
+            ) from err
+        raise ConfigError(f"Bad command line: {text}") from err
+    return config, workdir.value or os.path.join("runs", str(config.name))
+
+
+def load_config(path: str, overrides: Sequence[str] = ()) -> ConfigDict:
+    """Loads a config file (``file.py`` or ``file.py:arg``) with ``a.b=value`` overrides."""
+    argv = ["train", f"--config={path}", *(f"--config.{o}" for o in overrides)]
+    return parse_args(argv, default_config=path)[0]
+
+
+def main(argv: Sequence[str] | None = None, *, default_config: str) -> int:
+    """Entry point of ``apps/train/__main__.py``; returns the exit status."""
+    argv = list(sys.argv if argv is None else argv)
+    try:
+        config, workdir = parse_args(argv, default_config=default_config)
+        from nnx_train.train import train
+
+        metrics = train(config, workdir)
+    except TrainError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; resume with the same command (checkpoints are kept).", file=sys.stderr)
+        return 130
+    summary = ", ".join(
+        f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+        for k, v in metrics.items()
+        if k
+        in (
+            "step",
+            "generated_class_accuracy",
+            "classifier_heldout_accuracy",
+            "classifier_frechet_distance",
+            "wall_seconds",
+            "fid",
+        )
+    )
+    print(f"done: {summary}; outputs in {os.path.abspath(workdir)}")
+    return 0

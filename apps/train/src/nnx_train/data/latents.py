@@ -1,0 +1,175 @@
+"""EDM2-compatible latent dataset: a folder or a zip of ``.npy`` files plus ``dataset.json``.
+
+Layout (what ``tools/extract_latents.py`` and EDM2's ``dataset_tool.py encode`` write)::
+
+    dataset.json                 {"labels": [["00000/img00000000.npy", 207], ...]}
+    00000/img00000000.npy        float32 (C, H, W)   one latent per image, CHW as EDM2
+    ...
+
+A file holds either the VAE posterior's mean and standard deviation stacked along channels
+(``posterior="mean_std"``, 2C channels, EDM2's format: a fresh sample ``mean + std * eps`` is
+drawn every epoch) or one latent (``posterior="sample"``). The sample is then normalised as
+``(z - shift) * scale`` with per-channel or scalar ``shift`` and ``scale`` (SD-VAE / DiT:
+shift 0, scale 0.18215; EDM2: shift = raw_mean, scale = 0.5 / raw_std). Records are NHWC.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import threading
+import zipfile
+from collections.abc import Sequence
+
+import numpy as np
+
+from nnx_train.errors import DataError
+
+__all__ = ["LatentSource"]
+
+_POSTERIORS = ("mean_std", "sample")
+
+
+class LatentSource:
+    """Random-access source (Grain protocol) over an EDM2-format latent dataset.
+
+    Records are ``{"x": (H, W, C) float32 normalised latent, "y": int32 label}`` after
+    `augment` (which draws the posterior sample); `__getitem__` alone returns the raw file
+    contents transposed to HWC.
+    """
+
+    def __init__(
+        self,
+        *,
+        path: str,
+        num_classes: int,
+        posterior: str = "mean_std",
+        shift: float | Sequence[float] = 0.0,
+        scale: float | Sequence[float] = 1.0,
+    ) -> None:
+        """Args:
+        path: a folder containing ``dataset.json`` or a ``.zip`` of the same layout.
+        num_classes: labels must lie in ``[0, num_classes)``.
+        posterior: ``"mean_std"`` (2C channels, sampled per epoch) or ``"sample"``.
+        shift: subtracted from the latent (scalar or one value per channel).
+        scale: multiplies the shifted latent (scalar or one value per channel).
+
+        Raises:
+          DataError: missing or malformed ``dataset.json``, no entries, a label out of range,
+            or a first file that cannot be read.
+        """
+        if posterior not in _POSTERIORS:
+            raise DataError(f"Unknown latent posterior {posterior!r}; use one of {_POSTERIORS}.")
+        self.path = str(path)
+        self.posterior = posterior
+        self.num_classes = int(num_classes)
+        self._is_zip = self.path.endswith(".zip")
+        self._local = threading.local()
+        if not (os.path.isdir(self.path) or (self._is_zip and os.path.isfile(self.path))):
+            raise DataError(
+                f"Latent dataset {self.path!r} is neither a folder nor a .zip file. Create it "
+                "with `python tools/extract_latents.py --source <images> --dest <path>`."
+            )
+        self._files, self._labels = self._read_index()
+        raw = self._load(0)
+        self._raw_shape = raw.shape
+        channels = raw.shape[-1] // 2 if posterior == "mean_std" else raw.shape[-1]
+        if posterior == "mean_std" and raw.shape[-1] % 2:
+            raise DataError(
+                f"{self._files[0]} has {raw.shape[-1]} channels, but posterior='mean_std' needs "
+                "an even number (mean and std stacked). Set data.posterior='sample'."
+            )
+        self.shape = (raw.shape[0], raw.shape[1], channels)
+        self._shift = _per_channel(shift, channels, "shift")
+        self._scale = _per_channel(scale, channels, "scale")
+
+    def _read_index(self) -> tuple[list[str], np.ndarray]:
+        try:
+            text = self._read_bytes("dataset.json").decode("utf-8")
+        except (FileNotFoundError, KeyError) as err:
+            raise DataError(
+                f"{self.path} has no dataset.json; a latent dataset lists its files and labels "
+                'there as {"labels": [["00000/img00000000.npy", 3], ...]}.'
+            ) from err
+        try:
+            entries = json.loads(text)["labels"]
+            files = [str(name) for name, _ in entries]
+            labels = np.asarray([label for _, label in entries], dtype=np.int64)
+        except (ValueError, KeyError, TypeError) as err:
+            raise DataError(
+                f"{self.path}/dataset.json is malformed ({err}); expected "
+                '{"labels": [[file, label], ...]} with integer labels.'
+            ) from err
+        if not files:
+            raise DataError(
+                f"Latent dataset {self.path} is empty (dataset.json lists no files). "
+                "Point data.path at a dataset written by tools/extract_latents.py."
+            )
+        bad = np.flatnonzero((labels < 0) | (labels >= self.num_classes))
+        if bad.size:
+            i = int(bad[0])
+            raise DataError(
+                f"Label out of range in {self.path}/dataset.json: {files[i]} has label "
+                f"{int(labels[i])}, but data.num_classes={self.num_classes} allows "
+                f"0..{self.num_classes - 1} ({bad.size} such entries). Fix the labels or set "
+                "data.num_classes and model.num_classes."
+            )
+        return files, labels.astype(np.int32)
+
+    def _read_bytes(self, name: str) -> bytes:
+        if not self._is_zip:
+            with open(os.path.join(self.path, name), "rb") as handle:
+                return handle.read()
+        archive = getattr(self._local, "archive", None)
+        if archive is None:  # zipfile handles are not thread-safe: one per reader thread
+            archive = self._local.archive = zipfile.ZipFile(self.path)
+        return archive.read(name)
+
+    def _load(self, index: int) -> np.ndarray:
+        name = self._files[index]
+        try:
+            array = np.load(io.BytesIO(self._read_bytes(name)), allow_pickle=False)
+        except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as err:
+            raise DataError(
+                f"Corrupt latent file {name} in {self.path} ({type(err).__name__}: {err}). "
+                "Delete it and re-run tools/extract_latents.py, which rewrites missing files."
+            ) from err
+        expected = getattr(self, "_raw_shape", None)
+        if array.ndim != 3 or (
+            expected is not None and array.shape[1:] + array.shape[:1] != expected
+        ):
+            raise DataError(
+                f"Latent file {name} in {self.path} has shape {array.shape}; every file must be "
+                "(C, H, W) with the same shape. Re-extract it with tools/extract_latents.py."
+            )
+        return np.transpose(array.astype(np.float32, copy=False), (1, 2, 0))
+
+    def __len__(self) -> int:
+        return len(self._files)
+
+    def __getitem__(self, index: int) -> dict[str, np.ndarray]:
+        return {"x": self._load(int(index)), "y": self._labels[int(index)]}
+
+    def augment(self, record: dict[str, np.ndarray], rng: np.random.Generator) -> dict:
+        """Draws the posterior sample (``mean_std``) and normalises it; see the module doc."""
+        raw = record["x"]
+        if self.posterior == "mean_std":
+            mean, std = np.split(raw, 2, axis=-1)
+            latent = mean + std * rng.standard_normal(mean.shape, dtype=np.float32)
+        else:
+            latent = raw
+        return {"x": ((latent - self._shift) * self._scale).astype(np.float32), "y": record["y"]}
+
+    def __repr__(self) -> str:
+        return f"LatentSource({self.path!r}, len={len(self)}, shape={self.shape})"
+
+
+def _per_channel(value: float | Sequence[float], channels: int, name: str) -> np.ndarray:
+    array = np.asarray(value, dtype=np.float32).reshape(-1)
+    if array.size not in (1, channels):
+        raise DataError(
+            f"data.{name} has {array.size} values but the latents have {channels} channels; "
+            "give one value or one per channel."
+        )
+    return array

@@ -1,0 +1,411 @@
+"""The config schema: every key a config file may set, with its default.
+
+Config files (``apps/train/configs/<name>.py``) start from `base_config` and replace whole
+sections with the helpers below, so that each section holds exactly the keys its ``name``
+needs; ``build.py`` turns the names into objects. The returned configs are locked by the
+command line, so a misspelled key (``--config.train.num_step=...``) fails with a
+"did you mean" message instead of being ignored.
+
+Sections:
+
+| section      | what it builds                                                    |
+|--------------|-------------------------------------------------------------------|
+| `data`       | a record source (`digits`, `synthetic`, `latents`, `imagefolder`) |
+| `loader`     | Grain reader threads and prefetch                                  |
+| `model`      | the network: ``name`` + its constructor's keyword arguments       |
+| `objective`  | the training objective (`interpolant`, `meanflow`, `edm2`, `repa`, `rae_decoder`) |
+| `optimizer`  | AdamW and gradient clipping                                        |
+| `schedule`   | learning-rate warm-up and decay                                    |
+| `ema`        | EMA decays                                                         |
+| `train`      | batch size, steps, logging interval, non-finite policy             |
+| `checkpoint` | where, how often, how many                                          |
+| `sharding`   | strategy and mesh axis sizes                                        |
+| `sampler`    | solver, grid and guidance for pictures and evaluation              |
+| `samples`    | the sample-grid PNG                                                 |
+| `eval`       | periodic evaluation (`digits` classifier metrics, `fid`, `none`)   |
+| `autoencoder`| decoder of latents for pictures and FID (`none`, `sdvae`)          |
+| `logging`    | wandb and the progress bar                                          |
+"""
+
+from __future__ import annotations
+
+from ml_collections import ConfigDict
+
+__all__ = [
+    "base_config",
+    "digits_data",
+    "dinov2_encoder",
+    "edm2_objective",
+    "imagefolder_data",
+    "interpolant_objective",
+    "latent_data",
+    "make_tiny",
+    "sdvae_latents",
+    "sibling_config",
+    "meanflow_objective",
+    "rae_decoder_objective",
+    "repa_objective",
+    "synthetic_data",
+]
+
+
+def digits_data(*, holdout_fraction: float = 0.15, split_seed: int = 0) -> ConfigDict:
+    """scikit-learn digits, 8x8x1, 10 classes, stratified held-out split."""
+    return ConfigDict(
+        {"name": "digits", "holdout_fraction": holdout_fraction, "split_seed": split_seed}
+    )
+
+
+def synthetic_data(
+    *, shape=(8, 8, 4), num_classes: int = 10, num_examples: int = 256, seed: int = 0
+) -> ConfigDict:
+    """Deterministic synthetic records of ``shape`` (tests and smoke runs)."""
+    return ConfigDict(
+        {
+            "name": "synthetic",
+            "shape": tuple(shape),
+            "num_classes": num_classes,
+            "num_examples": num_examples,
+            "seed": seed,
+        }
+    )
+
+
+def latent_data(
+    *, path: str = "", num_classes: int = 1000, posterior: str = "mean_std"
+) -> ConfigDict:
+    """EDM2-format latents (``tools/extract_latents.py``); see `nnx_train.data.LatentSource`.
+
+    Their normalisation ``(z - shift) * scale`` is ``config.autoencoder.shift/scale``: one
+    value for reading the data and for decoding samples.
+    """
+    return ConfigDict(
+        {"name": "latents", "path": path, "num_classes": num_classes, "posterior": posterior}
+    )
+
+
+def imagefolder_data(
+    *, path: str = "", resolution: int = 256, num_classes: int = 1000, horizontal_flip: bool = False
+) -> ConfigDict:
+    """Pixels in class sub-folders, ADM centre crop, optional flips."""
+    return ConfigDict(
+        {
+            "name": "imagefolder",
+            "path": path,
+            "resolution": resolution,
+            "num_classes": num_classes,
+            "horizontal_flip": horizontal_flip,
+        }
+    )
+
+
+def interpolant_objective(
+    *,
+    path: str = "linear",
+    prediction: str = "velocity",
+    time_distribution: str = "uniform",
+    time_mean: float = 0.0,
+    time_std: float = 1.0,
+    class_dropout: float = 0.1,
+) -> ConfigDict:
+    """SiT's interpolant objective (nnx_objectives.InterpolantObjective) + class dropout."""
+    return ConfigDict(
+        {
+            "name": "interpolant",
+            "path": path,
+            "prediction": prediction,
+            "time_distribution": time_distribution,
+            "time_mean": time_mean,
+            "time_std": time_std,
+            "class_dropout": class_dropout,
+        }
+    )
+
+
+def meanflow_objective(
+    *,
+    time_mean: float = -0.4,
+    time_std: float = 1.0,
+    equal_times_fraction: float = 0.75,
+    adaptive_power: float = 1.0,
+    adaptive_constant: float = 0.01,
+    omega: float = 1.0,
+    kappa: float = 0.0,
+    guidance_t_min: float = 0.0,
+    guidance_t_max: float = 1.0,
+    class_dropout: float = 0.1,
+) -> ConfigDict:
+    """MeanFlow (nnx_objectives.MeanFlowObjective) with CFG folded into training."""
+    return ConfigDict(
+        {
+            "name": "meanflow",
+            "time_mean": time_mean,
+            "time_std": time_std,
+            "equal_times_fraction": equal_times_fraction,
+            "adaptive_power": adaptive_power,
+            "adaptive_constant": adaptive_constant,
+            "omega": omega,
+            "kappa": kappa,
+            "guidance_t_min": guidance_t_min,
+            "guidance_t_max": guidance_t_max,
+            "class_dropout": class_dropout,
+        }
+    )
+
+
+def dinov2_encoder(
+    *,
+    hidden_size: int = 768,
+    depth: int = 12,
+    num_heads: int = 12,
+    patch_size: int = 14,
+    image_size: int = 518,
+    num_register_tokens: int = 0,
+    final_norm_affine: bool = True,
+    resolution: int = 224,
+    weights: str = "",
+) -> ConfigDict:
+    """A frozen DINOv2 (``nnx_nets.DINOv2`` kwargs) + its weights file and input side."""
+    return ConfigDict(
+        {
+            "name": "DINOv2",
+            "hidden_size": hidden_size,
+            "depth": depth,
+            "num_heads": num_heads,
+            "patch_size": patch_size,
+            "image_size": image_size,
+            "num_register_tokens": num_register_tokens,
+            "final_norm_affine": final_norm_affine,
+            "resolution": resolution,
+            "weights": weights,
+        }
+    )
+
+
+def repa_objective(
+    *, depth: int = 8, coefficient: float = 0.5, projector_width: int = 2048, encoder=None
+) -> ConfigDict:
+    """REPA (nnx_objectives.REPAModel / REPAObjective) on SiT's linear-velocity objective."""
+    section = interpolant_objective()
+    section.name = "repa"
+    section.depth = depth
+    section.coefficient = coefficient
+    section.projector_width = projector_width
+    section.encoder = encoder if encoder is not None else dinov2_encoder()
+    return section
+
+
+def rae_decoder_objective(
+    *, noise_max: float = 0.8, l1_weight: float = 1.0, l2_weight: float = 0.0, encoder=None
+) -> ConfigDict:
+    """RAE stage 1: decoder on frozen DINOv2-B-with-registers tokens, noise augmentation."""
+    return ConfigDict(
+        {
+            "name": "rae_decoder",
+            "noise_max": noise_max,
+            "l1_weight": l1_weight,
+            "l2_weight": l2_weight,
+            "encoder": encoder
+            if encoder is not None
+            else dinov2_encoder(num_register_tokens=4, final_norm_affine=False),
+        }
+    )
+
+
+def edm2_objective(
+    *, P_mean: float = -0.4, P_std: float = 1.0, sigma_data: float = 0.5, logvar_channels: int = 128
+) -> ConfigDict:
+    """EDM2: EDM loss with the learned log-variance weighting (EDM2 Eq. 21)."""
+    return ConfigDict(
+        {
+            "name": "edm2",
+            "P_mean": P_mean,
+            "P_std": P_std,
+            "sigma_data": sigma_data,
+            "logvar_channels": logvar_channels,
+        }
+    )
+
+
+def sdvae_latents(config: ConfigDict, *, resolution: int = 256, edm2: bool = False) -> ConfigDict:
+    """Sets ImageNet SD-VAE latents (``tools/extract_latents.py``) and the SD-VAE decoder.
+
+    DiT / SiT / REPA scale latents by 0.18215; EDM2 standardises them per channel with
+    ``raw_mean [5.81, 3.25, 0.12, -2.15]`` and ``raw_std [4.17, 4.62, 3.71, 3.28]`` to std 0.5
+    (REFERENCE §2.4; never mix the two).
+    """
+    side = resolution // 8
+    config.data = latent_data(num_classes=1000, posterior="mean_std")
+    config.autoencoder.name = "sdvae"
+    if edm2:
+        config.autoencoder.shift = (5.81, 3.25, 0.12, -2.15)
+        config.autoencoder.scale = tuple(0.5 / s for s in (4.17, 4.62, 3.71, 3.28))
+    else:
+        config.autoencoder.shift = (0.0,)
+        config.autoencoder.scale = (0.18215,)
+    config.model.input_size = side
+    config.model.in_channels = 4
+    return config
+
+
+def sibling_config(this_file: str, name: str, arg: str | None = None) -> ConfigDict:
+    """``get_config(arg)`` of the config file ``name``.py next to ``this_file``.
+
+    Lets a recipe variant start from its parent (``sit_xl2`` from ``sit_b2``) although config
+    files are loaded by path, not as a package.
+    """
+    import importlib.util
+    import os
+
+    path = os.path.join(os.path.dirname(os.path.abspath(this_file)), f"{name}.py")
+    spec = importlib.util.spec_from_file_location(f"nnx_train_config_{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.get_config(arg)
+
+
+def base_config() -> ConfigDict:
+    """Defaults shared by every config file (SiT-style training of a DiT)."""
+    config = ConfigDict()
+    config.name = "base"
+    config.seed = 0
+    # One value read by the objective's time distribution and by the sampling grid
+    # (REFERENCE §3.1: training and sampling must agree; 1.0 means no shift).
+    config.time_shift = 1.0
+    config.data = synthetic_data()
+    config.loader = ConfigDict({"read_threads": 4, "prefetch_batches": 4})
+    config.model = ConfigDict(
+        {
+            "name": "DiT",
+            "input_size": 32,
+            "patch_size": 2,
+            "in_channels": 4,
+            "hidden_size": 768,
+            "depth": 12,
+            "num_heads": 12,
+            "mlp_ratio": 4.0,
+            "num_classes": 1000,
+            "learn_sigma": False,
+            "time_scale": 1.0,
+            "dtype": "float32",
+            "remat": False,
+        }
+    )
+    config.objective = interpolant_objective()
+    config.optimizer = ConfigDict(
+        {
+            "name": "adamw",
+            "learning_rate": 1e-4,
+            "b1": 0.9,
+            "b2": 0.999,
+            "eps": 1e-8,
+            "weight_decay": 0.0,
+            "grad_clip_norm": 0.0,
+        }
+    )
+    config.schedule = ConfigDict(
+        {"name": "constant", "warmup_steps": 0, "decay_steps": 0, "end_learning_rate": 0.0}
+    )
+    config.ema = ConfigDict({"decays": (0.9999,)})
+    config.train = ConfigDict(
+        {
+            "batch_size": 256,
+            "num_steps": 400_000,
+            "log_every": 100,
+            "nonfinite": "skip",
+            "max_nonfinite_steps": 100,
+        }
+    )
+    config.checkpoint = ConfigDict(
+        {
+            "directory": "",
+            "every_steps": 50_000,
+            "keep": 8,
+            "keep_period": 100_000,
+            "async_save": True,
+        }
+    )
+    config.sharding = ConfigDict(
+        # num_devices: 0 spans every device of every host; n > 0 the first n (a sub-mesh).
+        {"strategy": "replicate", "num_devices": 0, "data": -1, "fsdp": 1, "sequence": 1, "tensor": 1}
+    )
+    config.sampler = ConfigDict(
+        {
+            "solver": "heun",
+            "num_steps": 32,
+            "grid": "uniform",
+            "t_start": 1.0,
+            "diffusion": "sigma",
+            "guidance": "cfg",
+            "guidance_scale": 1.0,
+            "guidance_interval": (0.0, 1.0),
+            "guided_channels": 0,
+        }
+    )
+    config.samples = ConfigDict({"every_steps": 25_000, "num_images": 64, "ema": 0.9999})
+    config.eval = ConfigDict(
+        {
+            "name": "none",
+            "every_steps": 0,
+            "num_samples": 10_000,
+            "batch_size": 256,
+            "ema": 0.9999,
+            "inception_weights": "",
+            "reference_stats": "",
+        }
+    )
+    # Latent space: normalisation z_model = (z - shift) * scale (per channel or scalar), used to
+    # read latent datasets, to encode pixels on the fly and to decode samples for pictures/FID.
+    config.autoencoder = ConfigDict(
+        {"name": "none", "weights": "", "shift": (0.0,), "scale": (0.18215,)}
+    )
+    config.logging = ConfigDict(
+        {"wandb_project": "nnx-diffusion", "wandb_mode": "disabled", "progress_bar": True}
+    )
+    return config
+
+
+def make_tiny(
+    config: ConfigDict, *, shape=(8, 8, 4), num_classes: int = 10, **model: object
+) -> ConfigDict:
+    """Shrinks a recipe for a smoke run on synthetic data; everything else is kept.
+
+    Args:
+      config: a recipe config (modified in place and returned).
+      shape: ``(H, W, C)`` of the synthetic records.
+      num_classes: classes of the synthetic data and the model.
+      **model: replacement values for ``config.model`` (small widths and depths);
+        ``input_size``, ``in_channels`` and ``num_classes`` follow ``shape`` and
+        ``num_classes`` when the model has them.
+
+    Returns:
+      ``config`` with synthetic data, a tiny model, 2 steps, batch 8, checkpoint at the end,
+      a 4-image sample grid with 2 sampler steps, no periodic evaluation, on one device.
+    """
+    config.name = f"{config.name}_tiny"
+    config.data = synthetic_data(shape=shape, num_classes=num_classes, num_examples=64)
+    config.loader.read_threads = 0
+    config.loader.prefetch_batches = 1
+    if "input_size" in config.model:
+        config.model.input_size = shape[0]
+    if "in_channels" in config.model:
+        config.model.in_channels = shape[-1]
+    if "num_classes" in config.model:
+        config.model.num_classes = num_classes
+    for key, value in model.items():
+        setattr(config.model, key, value)
+    config.train.batch_size = 8
+    config.train.num_steps = 2
+    config.train.log_every = 1
+    config.checkpoint.every_steps = 2
+    config.checkpoint.keep = 2
+    config.checkpoint.keep_period = 0
+    config.sampler.num_steps = 2
+    config.samples.every_steps = 0
+    config.samples.num_images = 4
+    config.eval.name = "none"
+    config.eval.every_steps = 0
+    config.autoencoder.name = "none"
+    config.logging.progress_bar = False
+    config.sharding.num_devices = 1
+    return config

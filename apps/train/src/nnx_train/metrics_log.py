@@ -1,0 +1,132 @@
+"""Metrics sinks: a JSONL file always, Weights & Biases when a key is configured.
+
+wandb is imported lazily (1-2 s) and only when used. Without ``WANDB_API_KEY`` it runs in
+the configured offline or disabled mode, because ``wandb.init`` raises "No API key
+configured" otherwise (REFERENCE §1.2). The key is read by wandb from the environment and
+never written by this module.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from typing import Any
+
+import numpy as np
+
+__all__ = ["MetricsLogger", "read_jsonl", "wandb_mode"]
+
+WANDB_MODES: tuple[str, ...] = ("online", "offline", "disabled")
+
+
+def wandb_mode(configured: str) -> str:
+    """``online`` when ``WANDB_API_KEY`` is set (and not disabled), else the configured
+    ``offline`` / ``disabled``; ``WANDB_MODE`` in the environment wins."""
+    if configured not in WANDB_MODES:
+        from nnx_train.errors import ConfigError
+
+        raise ConfigError(f"logging.wandb_mode={configured!r}; use one of {WANDB_MODES}.")
+    if os.environ.get("WANDB_MODE") in WANDB_MODES:
+        return os.environ["WANDB_MODE"]
+    if configured == "disabled":
+        return "disabled"
+    if os.environ.get("WANDB_API_KEY"):
+        return "online"
+    return "offline" if configured == "offline" else "disabled"
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if hasattr(value, "item") and np.ndim(value) == 0:
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    return value
+
+
+def read_jsonl(path: str) -> list[dict]:
+    """All records of a metrics file (missing file: empty list)."""
+    if not os.path.exists(path):
+        return []
+    with open(path) as handle:
+        return [json.loads(line) for line in handle if line.strip()]
+
+
+class MetricsLogger:
+    """Writes ``{"step": s, **metrics}`` lines to ``workdir/metrics.jsonl`` and to wandb.
+
+    Only process 0 writes. Args:
+      workdir: run folder.
+      config: the resolved config as a dict (sent to wandb).
+      project: wandb project.
+      mode: ``logging.wandb_mode`` (`wandb_mode` decides the effective mode).
+      run_name: wandb run name.
+      enabled: False on processes other than 0.
+    """
+
+    def __init__(
+        self,
+        workdir: str,
+        *,
+        config: dict,
+        project: str,
+        mode: str,
+        run_name: str,
+        enabled: bool = True,
+    ) -> None:
+        self.path = os.path.join(workdir, "metrics.jsonl")
+        self.enabled = enabled
+        self.mode = wandb_mode(mode)
+        self._run = None
+        if enabled and self.mode != "disabled":
+            import wandb  # lazy: 1-2 s import
+
+            self._run = wandb.init(
+                project=project,
+                name=run_name,
+                mode=self.mode,
+                dir=workdir,
+                config=config,
+                resume="allow",
+                id=_run_id(workdir),
+            )
+
+    def log(self, step: int, metrics: dict) -> None:
+        """Appends one record (numpy / jax scalars are converted)."""
+        if not self.enabled:
+            return
+        record = {"step": int(step), **_plain(dict(metrics))}
+        with open(self.path, "a") as handle:
+            handle.write(json.dumps(record) + "\n")
+        if self._run is not None:
+            self._run.log({k: v for k, v in record.items() if k != "step"}, step=int(step))
+
+    def log_image(self, step: int, name: str, path: str) -> None:
+        """Sends a PNG already written to disk to wandb (no-op without wandb)."""
+        if self._run is not None:
+            import wandb
+
+            self._run.log({name: wandb.Image(path)}, step=int(step))
+
+    def close(self) -> None:
+        if self._run is not None:
+            self._run.finish()
+            self._run = None
+
+
+def _run_id(workdir: str) -> str:
+    """A stable wandb run id per workdir, so a resumed run continues the same wandb run."""
+    path = os.path.join(workdir, "wandb_run_id.txt")
+    if os.path.exists(path):
+        with open(path) as handle:
+            return handle.read().strip()
+    import uuid
+
+    run_id = uuid.uuid4().hex[:12]
+    with open(path, "w") as handle:
+        handle.write(run_id)
+    return run_id

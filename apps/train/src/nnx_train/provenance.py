@@ -1,0 +1,100 @@
+"""What a run writes next to its checkpoints at start-up: config, versions, commit, devices.
+
+``config.json`` (the resolved config, after overrides) and ``run_info.json`` (package
+versions, git commit, command line, devices and mesh). Environment variables are never
+written: credentials (``WANDB_API_KEY``, GCS keys) live only in the environment.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import json
+import os
+import platform
+import subprocess
+import sys
+from typing import Any
+
+import jax
+
+__all__ = ["PACKAGES", "git_commit", "package_versions", "run_info", "write_run_files"]
+
+PACKAGES: tuple[str, ...] = (
+    "nnx-train",
+    "nnx-nets",
+    "nnx-objectives",
+    "nnx-samplers",
+    "nnx-sharding",
+    "nnx-fid",
+    "nnx-weightconv",
+    "jax",
+    "jaxlib",
+    "flax",
+    "optax",
+    "orbax-checkpoint",
+    "grain",
+    "ml-collections",
+    "numpy",
+)
+
+
+def package_versions() -> dict[str, str | None]:
+    """Installed version of each package in `PACKAGES` (``None`` when absent)."""
+    versions: dict[str, str | None] = {}
+    for name in PACKAGES:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            versions[name] = None
+    return versions
+
+
+def git_commit(directory: str | None = None) -> dict[str, Any]:
+    """``{"commit": sha or None, "dirty": bool or None}`` of the repository holding the code."""
+    directory = directory or os.path.dirname(os.path.abspath(__file__))
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=directory, capture_output=True, text=True, timeout=10
+        )
+        if commit.returncode != 0:
+            return {"commit": None, "dirty": None}
+        status = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=directory,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
+        return {"commit": commit.stdout.strip(), "dirty": bool(status.stdout.strip())}
+    except (OSError, subprocess.SubprocessError):
+        return {"commit": None, "dirty": None}
+
+
+def run_info(mesh: Any = None) -> dict[str, Any]:
+    """Versions, commit, command line, host and device facts of this process."""
+    devices = jax.devices()
+    info: dict[str, Any] = {
+        "argv": sys.argv,
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "packages": package_versions(),
+        "git": git_commit(),
+        "process_index": jax.process_index(),
+        "process_count": jax.process_count(),
+        "backend": jax.default_backend(),
+        "devices": [str(d) for d in devices],
+        "device_kind": devices[0].device_kind if devices else None,
+    }
+    if mesh is not None:
+        info["mesh"] = {"axis_names": list(mesh.axis_names), "shape": dict(mesh.shape)}
+    return info
+
+
+def write_run_files(workdir: str, config_dict: dict, mesh: Any = None) -> None:
+    """Writes ``config.json`` and ``run_info.json`` into ``workdir`` (process 0 only)."""
+    if jax.process_index() != 0:
+        return
+    with open(os.path.join(workdir, "config.json"), "w") as handle:
+        json.dump(config_dict, handle, indent=2, sort_keys=True, default=str)
+    with open(os.path.join(workdir, "run_info.json"), "w") as handle:
+        json.dump(run_info(mesh), handle, indent=2, default=str)

@@ -1,0 +1,105 @@
+"""The train step: a pure function of ``(TrainState, frozen state, batch)``, jitted once.
+
+The model is split once outside; inside the step it is merged from the state, the loss and
+its gradient are computed, the optimiser and the EMAs advance, and the new state is returned.
+The state argument is donated, so parameters, optimiser moments and EMAs are updated in place.
+
+Non-finite guard: when the loss or the gradient norm is NaN/Inf, the step keeps the previous
+parameters, optimiser state and EMAs (the step counter still advances, so the data and the
+RNG move on) and counts the event in ``num_nonfinite``; the loop then skips or stops
+according to ``train.nonfinite``. EDM2 zeroes non-finite gradients instead (REFERENCE §3.4).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax import nnx
+
+from nnx_train.ema import update_ema
+from nnx_train.state import TrainState
+
+__all__ = ["LossFn", "make_train_step"]
+
+LossFn = Callable[[nnx.Module, Any, dict, jax.Array], tuple[jax.Array, dict]]
+"""``loss_fn(model, frozen, batch, key) -> (loss (B,), aux)``: the task's objective, where
+``frozen`` is the merged frozen module (encoders, VAE) or ``None``."""
+
+
+def _mean_metrics(aux: dict) -> dict:
+    return {
+        name: jnp.mean(jnp.asarray(value, jnp.float32))
+        for name, value in aux.items()
+        if name != "t" and jnp.issubdtype(jnp.asarray(value).dtype, jnp.number)
+    }
+
+
+def make_train_step(
+    *,
+    graphdef: nnx.GraphDef,
+    frozen_graphdef: nnx.GraphDef | None,
+    loss_fn: LossFn,
+    optimizer: optax.GradientTransformation,
+    schedule: optax.Schedule,
+    ema_decays: Sequence[float],
+) -> Callable[[TrainState, Any, dict], tuple[TrainState, dict]]:
+    """Builds the pure step ``(state, frozen_state, batch) -> (state, metrics)``.
+
+    Args:
+      graphdef: graph definition of the trainable module (split as
+        ``nnx.split(module, nnx.Param, ...)``).
+      frozen_graphdef: graph definition of the frozen modules, or ``None``.
+      loss_fn: the task objective (`LossFn`); its per-example loss is averaged.
+      optimizer: optax transformation over ``state.params``.
+      schedule: learning-rate schedule (logged only).
+      ema_decays: decays of the parameter averages.
+
+    Returns:
+      The unjitted step; metrics are float32 scalars ``loss``, ``grad_norm`` (the norm, not
+      its square: REFERENCE §7.7), ``learning_rate``, ``nonfinite`` and the means of the
+      objective's auxiliary values.
+    """
+    decays = tuple(float(d) for d in ema_decays)
+
+    def step(state: TrainState, frozen_state: Any, batch: dict) -> tuple[TrainState, dict]:
+        key = jax.random.fold_in(state.rng, state.step)
+        frozen = None if frozen_graphdef is None else nnx.merge(frozen_graphdef, frozen_state)
+
+        def compute(params):
+            model = nnx.merge(graphdef, params, state.rest)
+            loss, aux = loss_fn(model, frozen, batch, key)
+            _, _, rest = nnx.split(model, nnx.Param, ...)
+            return jnp.mean(loss.astype(jnp.float32)), (aux, rest)
+
+        (loss, (aux, rest)), grads = jax.value_and_grad(compute, has_aux=True)(state.params)
+        grad_norm = optax.tree.norm(grads)
+        updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        ema = update_ema(state.ema, params, decays)
+        finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
+
+        def keep(new, old):
+            return jax.tree.map(lambda n, o: jnp.where(finite, n, o), new, old)
+
+        new_state = state.replace(
+            step=state.step + 1,
+            params=keep(params, state.params),
+            rest=keep(rest, state.rest),
+            opt_state=keep(opt_state, state.opt_state),
+            ema=keep(ema, state.ema),
+            num_nonfinite=state.num_nonfinite + (~finite).astype(jnp.int32),
+        )
+        metrics = {
+            "loss": loss,
+            "grad_norm": grad_norm,
+            "learning_rate": jnp.asarray(schedule(state.step), jnp.float32),
+            "nonfinite": (~finite).astype(jnp.float32),
+            **_mean_metrics(aux),
+        }
+        return new_state, metrics
+
+    return step

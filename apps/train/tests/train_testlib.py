@@ -1,0 +1,30 @@
+"""Helpers shared by the trainer's tests (imported by name: conftest puts this folder on
+sys.path)."""
+
+import os
+
+CONFIG_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs")
+RECIPES = (
+    "sit_b2",
+    "sit_b2_logitnormal",
+    "sit_xl2",
+    "repa_xl2",
+    "lightningdit_xl2",
+    "meanflow_b2",
+    "meanflow_xl2",
+    "edm2",
+    "rae_stage2",
+    "rae_stage1",
+)
+
+
+def config_path(name: str) -> str:
+    """Path of ``apps/train/configs/<name>.py``."""
+    return os.path.join(CONFIG_DIR, f"{name}.py")
+
+
+def load(name: str, *overrides: str, arg: str | None = None):
+    """The locked config of a config file with ``a.b=value`` overrides."""
+    from nnx_train.cli import load_config
+
+    return load_config(config_path(name) + (f":{arg}" if arg else ""), overrides)

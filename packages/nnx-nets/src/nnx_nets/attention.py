@@ -1,0 +1,89 @@
+"""Multi-head self-attention of the DiT family, through ``jax.nn.dot_product_attention``.
+
+softmax(q k^T / sqrt(d_head)) v (Vaswani et al. 2017, eq. 1). Queries, keys and values
+are separate projections (checkpoints with a fused ``qkv`` weight are split by the
+conversion specs), so that each one carries the ``heads`` logical axis cleanly. Logits
+and softmax are float32 inside ``jax.nn.dot_product_attention`` whatever the compute
+dtype; it also dispatches to fused kernels where the platform has them.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from nnx_nets.initializers import xavier_uniform
+from nnx_nets.norms import RMSNorm
+from nnx_nets.rope import apply_rope
+
+
+def _projection(in_features: int, out_features: int, axes, *, bias, dtype, rngs) -> nnx.Linear:
+    return nnx.Linear(
+        in_features,
+        out_features,
+        use_bias=bias,
+        dtype=dtype,
+        kernel_init=xavier_uniform,
+        kernel_metadata={"logical_axes": axes},
+        bias_metadata={"logical_axes": (axes[1],)},
+        rngs=rngs,
+    )
+
+
+class SelfAttention(nnx.Module):
+    """Self-attention with optional per-head RMS QK-norm and optional 2-D RoPE.
+
+    Args:
+      hidden_size: token width ``D``.
+      num_heads: number of heads; ``D`` must be divisible by it.
+      qkv_bias: biases on the q, k, v projections (True in DiT and LightningDiT).
+      qk_norm: if True, separate RMSNorm modules ``q_norm`` and ``k_norm`` over each
+        head's channels (LightningDiT's ``use_qknorm`` with ``use_rmsnorm``).
+      dtype: compute dtype of the projections.
+      rngs: initialisation (xavier-uniform weights, zero biases).
+    """
+
+    def __init__(
+        self,
+        hidden_size: int,
+        num_heads: int,
+        *,
+        qkv_bias: bool = True,
+        qk_norm: bool = False,
+        dtype: jnp.dtype = jnp.float32,
+        rngs: nnx.Rngs,
+    ) -> None:
+        if hidden_size % num_heads:
+            raise ValueError(f"hidden_size {hidden_size} is not divisible by num_heads {num_heads}")
+        self.num_heads = num_heads
+        self.head_dim = hidden_size // num_heads
+        proj = dict(bias=qkv_bias, dtype=dtype, rngs=rngs)
+        self.query = _projection(hidden_size, hidden_size, ("embed", "heads"), **proj)
+        self.key = _projection(hidden_size, hidden_size, ("embed", "heads"), **proj)
+        self.value = _projection(hidden_size, hidden_size, ("embed", "heads"), **proj)
+        self.out = _projection(
+            hidden_size, hidden_size, ("heads", "embed"), bias=True, dtype=dtype, rngs=rngs
+        )
+        self.q_norm = RMSNorm(self.head_dim, rngs=rngs) if qk_norm else None
+        self.k_norm = RMSNorm(self.head_dim, rngs=rngs) if qk_norm else None
+
+    def __call__(
+        self, x: jax.Array, rope: tuple[np.ndarray, np.ndarray] | None = None
+    ) -> jax.Array:
+        """Attend over ``x: (B, N, D)``; ``rope`` is ``(cos, sin)`` of shape ``(N, head_dim)``.
+
+        Returns ``(B, N, D)`` in the compute dtype.
+        """
+        batch, tokens, _ = x.shape
+        shape = (batch, tokens, self.num_heads, self.head_dim)
+        q = self.query(x).reshape(shape)
+        k = self.key(x).reshape(shape)
+        v = self.value(x).reshape(shape)
+        if self.q_norm is not None:
+            q, k = self.q_norm(q), self.k_norm(k)
+        if rope is not None:
+            q, k = apply_rope(q, *rope), apply_rope(k, *rope)
+        out = jax.nn.dot_product_attention(q, k, v)
+        return self.out(out.reshape(batch, tokens, -1))

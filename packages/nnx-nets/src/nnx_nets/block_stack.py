@@ -1,0 +1,77 @@
+"""Run a list of identical transformer blocks: unrolled or scanned, with optional remat.
+
+Blocks are always *stored* as an ``nnx.List`` (paths ``blocks.{i}.…``), so checkpoints,
+conversion specs and logical-axis metadata do not depend on how the blocks are run.
+With ``scan=True`` the per-block states are stacked at call time and the blocks run
+under one ``jax.lax.scan``: one block is traced and compiled instead of ``depth``, and
+together with ``remat=True`` only the residual stream between blocks is kept for the
+backward pass (REFERENCE §1.5: 26 GB -> 3.45 GB for DiT-S/2 at 32x32x4, batch 128).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+
+def run_blocks(
+    blocks: Sequence[nnx.Module],
+    x: jax.Array,
+    *args: jax.Array,
+    rope=None,
+    scan: bool = False,
+    remat: bool = False,
+    return_features: bool = False,
+) -> tuple[jax.Array, list[jax.Array]]:
+    """Apply ``x = block(x, *args, rope=rope)`` for every block in order.
+
+    Args:
+      blocks: identical blocks (same structure and shapes).
+      x: residual stream ``(B, N, D)``.
+      *args: per-call inputs shared by every block (the condition).
+      rope: optional fixed ``(cos, sin)`` tables, passed to every block.
+      scan: run under ``jax.lax.scan`` over stacked block states.
+      remat: rematerialise each block's activations in the backward pass.
+      return_features: also return the residual stream after every block.
+
+    Returns:
+      ``(x, features)``; ``features[i]`` is the output of block ``i`` (empty unless asked).
+    """
+    if not blocks:
+        return x, []
+    if not scan and not remat:
+        features = []
+        for block in blocks:
+            x = block(x, *args, rope=rope)
+            if return_features:
+                features.append(x)
+        return x, features
+
+    graphdef, _ = nnx.split(blocks[0])
+
+    def apply(state, x, *args):
+        return nnx.merge(graphdef, state)(x, *args, rope=rope)
+
+    if remat:
+        apply = jax.checkpoint(apply)
+    states = [nnx.split(block)[1] for block in blocks]
+    if not scan:
+        features = []
+        for state in states:
+            x = apply(state, x, *args)
+            if return_features:
+                features.append(x)
+        return x, features
+
+    stacked = jax.tree.map(lambda *leaves: jnp.stack(leaves), *states)
+
+    def body(carry, state):
+        out = apply(state, carry, *args)
+        return out, (out if return_features else None)
+
+    x, stacked_features = jax.lax.scan(body, x, stacked)
+    features = list(stacked_features) if return_features else []
+    return x, features

@@ -1,0 +1,204 @@
+"""DiT-DH: a DiT trunk with a wide, shallow head (RAE stage 2, ``DiTwDDTHead``).
+
+Zheng et al. (2025), "Diffusion Transformers with Representation Autoencoders", sec. 5:
+the trunk is a LightningDiT-style transformer over the noisy latent; its output tokens
+condition, per token, a wide and shallow head that reads the noisy latent again:
+
+    c = SiLU(t_emb + y_emb)                             (global trunk condition)
+    s = trunk(PatchEmbed_s(x) + pos, c)                 (RoPE + sin-cos positions)
+    s = Proj(SiLU(t_emb + s))                           (per-token head condition)
+    h = head(PatchEmbed_x(x), s)                        (RoPE only, adaLN per token)
+    out = FinalLayer(h, s)
+
+Blocks are RMSNorm / SwiGLU / RoPE / adaLN-with-shift / qkv-bias, without QK-norm; the
+time embedding is Gaussian-Fourier. Each block's adaLN applies its own SiLU, so the
+trunk sees SiLU(SiLU(t_emb + y_emb)) exactly as upstream. When trunk and head widths
+are equal the projection is the identity (upstream ``nn.Identity``: no parameters).
+
+Time convention (CONVENTIONS.md): t in [0, 1], t = 0 data, t = 1 noise; RAE's own code
+runs the other way, which the objective converts.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from nnx_nets.block_stack import run_blocks
+from nnx_nets.dit import check_inputs
+from nnx_nets.embeddings import (
+    GaussianFourierEmbedder,
+    LabelEmbedder,
+    PatchEmbed,
+    sincos_pos_embed_2d,
+    unpatchify,
+)
+from nnx_nets.initializers import xavier_uniform
+from nnx_nets.lightning_dit import LightningDiTBlock, LightningFinalLayer
+from nnx_nets.rope import axial_rope_tables
+
+# RAE configs/stage2/training/ImageNet256/DiTDH-{S,XL}_DINOv2-B.yaml.
+DIT_DH_PRESETS: dict[str, dict[str, int]] = {
+    "DiTDH-S": {
+        "hidden_size": 384,
+        "depth": 12,
+        "num_heads": 6,
+        "head_hidden_size": 2048,
+        "head_depth": 2,
+        "head_num_heads": 16,
+        "patch_size": 1,
+    },
+    "DiTDH-XL": {
+        "hidden_size": 1152,
+        "depth": 28,
+        "num_heads": 16,
+        "head_hidden_size": 2048,
+        "head_depth": 2,
+        "head_num_heads": 16,
+        "patch_size": 1,
+    },
+}
+
+
+class DiTDH(nnx.Module):
+    """DiT with a wide DDT head; call as ``model(x, t, y)``.
+
+    Args:
+      input_size: latent height = width (16 for DINOv2-B RAE latents at 256 px).
+      patch_size: ``p`` (1 upstream) for both the trunk and the head. Upstream's head patch
+        embedding takes ``C * p * p`` input channels, which only works for p = 1; here both
+        embeddings read the ``C``-channel input, identical at p = 1.
+      in_channels: ``C`` (768 for DINOv2-B latents).
+      hidden_size, depth, num_heads: the trunk (XL: 1152, 28, 16).
+      head_hidden_size, head_depth, head_num_heads: the head (2048, 2, 16).
+      mlp_ratio: SwiGLU width ``int(2/3 * int(D * mlp_ratio))`` in both parts.
+      num_classes: real classes; label ``num_classes`` is the null label.
+      time_scale: the embedder sees ``t * time_scale``.
+      dtype: compute dtype (params float32; norms, RoPE, softmax, output float32).
+      remat: rematerialise block activations in the backward pass.
+      scan_blocks: run the trunk blocks (and the head blocks) under ``jax.lax.scan``.
+      rngs: initialisation (a fresh network outputs exactly 0).
+    """
+
+    def __init__(
+        self,
+        *,
+        input_size: int,
+        patch_size: int,
+        in_channels: int,
+        hidden_size: int,
+        depth: int,
+        num_heads: int,
+        head_hidden_size: int,
+        head_depth: int,
+        head_num_heads: int,
+        mlp_ratio: float = 4.0,
+        num_classes: int = 1000,
+        time_scale: float = 1.0,
+        dtype: jnp.dtype = jnp.float32,
+        remat: bool = False,
+        scan_blocks: bool = False,
+        rngs: nnx.Rngs,
+    ) -> None:
+        if input_size % patch_size:
+            raise ValueError(f"input_size {input_size} is not divisible by patch_size {patch_size}")
+        self.input_size = input_size
+        self.patch_size = patch_size
+        self.in_channels = in_channels
+        self.out_channels = in_channels
+        self.hidden_size = hidden_size
+        self.head_hidden_size = head_hidden_size
+        self.head_dim = hidden_size // num_heads
+        self.head_head_dim = head_hidden_size // head_num_heads
+        self.num_classes = num_classes
+        self.time_scale = time_scale
+        self.dtype = dtype
+        self.remat = remat
+        self.scan_blocks = scan_blocks
+        self.s_embedder = PatchEmbed(in_channels, hidden_size, patch_size, dtype=dtype, rngs=rngs)
+        self.x_embedder = PatchEmbed(
+            in_channels, head_hidden_size, patch_size, dtype=dtype, rngs=rngs
+        )
+        self.t_embedder = GaussianFourierEmbedder(hidden_size, dtype=dtype, rngs=rngs)
+        self.y_embedder = LabelEmbedder(num_classes, hidden_size, dtype=dtype, rngs=rngs)
+        block = dict(mlp_ratio=mlp_ratio, dtype=dtype, rngs=rngs)
+        self.blocks = nnx.List(
+            [LightningDiTBlock(hidden_size, num_heads, **block) for _ in range(depth)]
+        )
+        if hidden_size != head_hidden_size:
+            self.s_projector = nnx.Linear(
+                hidden_size,
+                head_hidden_size,
+                dtype=dtype,
+                kernel_init=xavier_uniform,
+                kernel_metadata={"logical_axes": (None, "embed")},
+                bias_metadata={"logical_axes": ("embed",)},
+                rngs=rngs,
+            )
+        else:
+            self.s_projector = None
+        self.head_blocks = nnx.List(
+            [
+                LightningDiTBlock(head_hidden_size, head_num_heads, **block)
+                for _ in range(head_depth)
+            ]
+        )
+        self.final_layer = LightningFinalLayer(
+            head_hidden_size, patch_size * patch_size * in_channels, dtype=dtype, rngs=rngs
+        )
+        axial_rope_tables(self.head_dim, 1, 1)  # validates head dims early
+        axial_rope_tables(self.head_head_dim, 1, 1)
+
+    def __call__(
+        self, x: jax.Array, t: jax.Array, y: jax.Array, *, return_features: bool = False
+    ) -> jax.Array | tuple[jax.Array, dict[str, jax.Array]]:
+        """Predict from a noisy latent.
+
+        Args:
+          x: ``(B, H, W, C)`` NHWC noisy latents.
+          t: ``(B,)`` float times in [0, 1] (t = 0 data, t = 1 noise).
+          y: ``(B,)`` int labels in ``[0, num_classes]``.
+          return_features: also return ``{"block_i": ...}`` for trunk blocks and
+            ``{"head_block_j": ...}`` for head blocks (1-indexed), each ``(B, N, width)``.
+
+        Returns:
+          ``(B, H, W, C)`` float32, and the features dict when asked.
+        """
+        check_inputs(x, t, y, in_channels=self.in_channels, patch_size=self.patch_size)
+        _, height, width, _ = x.shape
+        grid = (height // self.patch_size, width // self.patch_size)
+        x = x.astype(self.dtype)
+        t_emb = self.t_embedder(t.astype(jnp.float32) * self.time_scale)
+        c = jax.nn.silu(t_emb + self.y_embedder(y))
+        run = dict(scan=self.scan_blocks, remat=self.remat, return_features=return_features)
+
+        s = self.s_embedder(x).astype(jnp.float32)
+        s = s + sincos_pos_embed_2d(self.hidden_size, *grid)[None]
+        s, trunk_features = run_blocks(
+            self.blocks, s, c, rope=axial_rope_tables(self.head_dim, *grid), **run
+        )
+        s = jax.nn.silu(t_emb[:, None, :] + s).astype(self.dtype)
+        if self.s_projector is not None:
+            s = self.s_projector(s)
+
+        h = self.x_embedder(x).astype(jnp.float32)
+        h, head_features = run_blocks(
+            self.head_blocks, h, s, rope=axial_rope_tables(self.head_head_dim, *grid), **run
+        )
+        out = unpatchify(self.final_layer(h, s), grid, self.patch_size)
+        if not return_features:
+            return out
+        features = {f"block_{i + 1}": f for i, f in enumerate(trunk_features)}
+        features.update({f"head_block_{j + 1}": f for j, f in enumerate(head_features)})
+        return out, features
+
+
+def dit_dh_from_preset(name: str, **kwargs) -> DiTDH:
+    """Build a DiT-DH from :data:`DIT_DH_PRESETS` ("DiTDH-S", "DiTDH-XL")."""
+    if name not in DIT_DH_PRESETS:
+        raise ValueError(f"unknown DiT-DH preset {name!r}; valid: {', '.join(DIT_DH_PRESETS)}")
+    clash = set(DIT_DH_PRESETS[name]) & set(kwargs)
+    if clash:
+        raise ValueError(f"preset {name!r} already sets {sorted(clash)}; drop them from kwargs")
+    return DiTDH(**DIT_DH_PRESETS[name], **kwargs)

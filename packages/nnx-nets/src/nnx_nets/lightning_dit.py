@@ -1,0 +1,278 @@
+"""LightningDiT (Yao et al. 2025, hustvl/LightningDiT): DiT with modern transformer parts.
+
+Differences from DiT (paper sec. 4 "LightningDiT"):
+- RMSNorm with a learnable weight (float32) instead of LayerNorm, also before the final
+  projection;
+- SwiGLU feed-forward of width ``int(2/3 * 4D)``;
+- 2-D axial RoPE (EVA-02 style) on queries and keys, on top of the absolute sin-cos table;
+- optional QK-norm (separate ``q_norm`` and ``k_norm`` RMSNorms);
+- adaLN with shifts (6 chunks) or without (4 chunks).
+
+The published configuration (``lightningdit_xl_vavae_f16d32.yaml``) is XL/1 on 32-channel
+VA-VAE latents with SwiGLU, RoPE and RMSNorm on, QK-norm and ``wo_shift`` off. Only the
+RMSNorm + SwiGLU + RoPE combination is built here (the others are DiT).
+
+Time convention (CONVENTIONS.md): t in [0, 1], t = 0 data, t = 1 noise. LightningDiT's
+own code runs t = 1 at the data; converting is the objective's job. The time embedder
+is DiT's sinusoidal one (hustvl checkpoints) or RAE's Gaussian-Fourier one.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from nnx_nets.adaln import AdaLNModulation, modulate
+from nnx_nets.attention import SelfAttention
+from nnx_nets.block_stack import run_blocks
+from nnx_nets.dit import check_inputs
+from nnx_nets.embeddings import (
+    GaussianFourierEmbedder,
+    LabelEmbedder,
+    PatchEmbed,
+    TimestepEmbedder,
+    sincos_pos_embed_2d,
+    unpatchify,
+)
+from nnx_nets.initializers import zeros
+from nnx_nets.mlp import SwiGLU, swiglu_hidden_size
+from nnx_nets.norms import RMSNorm
+from nnx_nets.rope import axial_rope_tables
+
+TimeEmbedding = Literal["sinusoidal", "gaussian_fourier"]
+
+# name -> (hidden_size, depth, num_heads, patch_size); hustvl/LightningDiT models/lightningdit.py.
+LIGHTNING_DIT_PRESETS: dict[str, dict[str, int]] = {
+    name: {"hidden_size": hidden, "depth": depth, "num_heads": heads, "patch_size": patch}
+    for name, (hidden, depth, heads, patch) in {
+        "LightningDiT-B/1": (768, 12, 12, 1),
+        "LightningDiT-B/2": (768, 12, 12, 2),
+        "LightningDiT-L/2": (1024, 24, 16, 2),
+        "LightningDiT-XL/1": (1152, 28, 16, 1),
+        "LightningDiT-XL/2": (1152, 28, 16, 2),
+        "LightningDiT-1p0B/1": (1536, 24, 24, 1),
+        "LightningDiT-1p0B/2": (1536, 24, 24, 2),
+        "LightningDiT-1p6B/1": (1792, 28, 28, 1),
+        "LightningDiT-1p6B/2": (1792, 28, 28, 2),
+    }.items()
+}
+
+
+def make_time_embedder(
+    kind: TimeEmbedding, hidden_size: int, *, dtype: jnp.dtype, rngs: nnx.Rngs
+) -> TimestepEmbedder | GaussianFourierEmbedder:
+    """The time embedder named ``kind``: "sinusoidal" (DiT, 256 features) or
+    "gaussian_fourier" (RAE, 2 x 256 random Fourier features)."""
+    match kind:
+        case "sinusoidal":
+            return TimestepEmbedder(hidden_size, dtype=dtype, rngs=rngs)
+        case "gaussian_fourier":
+            return GaussianFourierEmbedder(hidden_size, dtype=dtype, rngs=rngs)
+        case _:
+            raise ValueError(
+                f"unknown time_embedding {kind!r}; valid: 'sinusoidal', 'gaussian_fourier'"
+            )
+
+
+class LightningDiTBlock(nnx.Module):
+    """RMSNorm / RoPE attention / SwiGLU block with adaLN, conditioned globally or per token.
+
+    Args:
+      hidden_size: width ``D``.
+      num_heads: attention heads.
+      mlp_ratio: sets the SwiGLU width ``int(2/3 * int(D * mlp_ratio))``.
+      qk_norm: separate RMSNorms on each head's queries and keys.
+      adaln_shift: 6 adaLN chunks (shift, scale, gate x 2) if True, else 4 (no shifts).
+      dtype: compute dtype.
+      rngs: initialisation.
+    """
+
+    def __init__(
+        self,
+        hidden_size: int,
+        num_heads: int,
+        *,
+        mlp_ratio: float = 4.0,
+        qk_norm: bool = False,
+        adaln_shift: bool = True,
+        dtype: jnp.dtype = jnp.float32,
+        rngs: nnx.Rngs,
+    ) -> None:
+        self.adaln_shift = adaln_shift
+        self.norm1 = RMSNorm(hidden_size, rngs=rngs)
+        self.attn = SelfAttention(hidden_size, num_heads, qk_norm=qk_norm, dtype=dtype, rngs=rngs)
+        self.norm2 = RMSNorm(hidden_size, rngs=rngs)
+        self.mlp = SwiGLU(
+            hidden_size, swiglu_hidden_size(hidden_size, mlp_ratio), dtype=dtype, rngs=rngs
+        )
+        self.adaln = AdaLNModulation(hidden_size, 6 if adaln_shift else 4, dtype=dtype, rngs=rngs)
+
+    def __call__(self, x: jax.Array, c: jax.Array, *, rope=None) -> jax.Array:
+        """``x: (B, N, D)`` float32, ``c: (B, D)`` or ``(B, N, D)``; ``rope = (cos, sin)``."""
+        if self.adaln_shift:
+            shift1, scale1, gate1, shift2, scale2, gate2 = self.adaln(c)
+        else:
+            (scale1, gate1, scale2, gate2), shift1, shift2 = self.adaln(c), None, None
+        h = modulate(self.norm1(x).astype(c.dtype), shift1, scale1)
+        x = x + gate1 * self.attn(h, rope)
+        h = modulate(self.norm2(x).astype(c.dtype), shift2, scale2)
+        return x + gate2 * self.mlp(h)
+
+
+class LightningFinalLayer(nnx.Module):
+    """RMSNorm, adaLN (shift, scale), zero-initialised Linear to ``p*p*C_out`` per token.
+
+    Args:
+      hidden_size: width ``D``.
+      out_features: ``p * p * C_out``.
+      dtype: compute dtype.
+      rngs: initialisation.
+    """
+
+    def __init__(
+        self, hidden_size: int, out_features: int, *, dtype: jnp.dtype = jnp.float32, rngs: nnx.Rngs
+    ) -> None:
+        self.norm = RMSNorm(hidden_size, rngs=rngs)
+        self.adaln = AdaLNModulation(hidden_size, 2, dtype=dtype, rngs=rngs)
+        self.linear = nnx.Linear(
+            hidden_size,
+            out_features,
+            dtype=dtype,
+            kernel_init=zeros,
+            kernel_metadata={"logical_axes": ("embed", "channels")},
+            bias_metadata={"logical_axes": ("channels",)},
+            rngs=rngs,
+        )
+
+    def __call__(self, x: jax.Array, c: jax.Array) -> jax.Array:
+        """``x: (B, N, D)``, ``c: (B, D)`` or ``(B, N, D)`` -> ``(B, N, out)`` float32."""
+        shift, scale = self.adaln(c)
+        h = modulate(self.norm(x).astype(c.dtype), shift, scale)
+        return self.linear(h).astype(jnp.float32)
+
+
+class LightningDiT(nnx.Module):
+    """Class-conditional LightningDiT; call as ``model(x, t, y)`` like :class:`~nnx_nets.DiT`.
+
+    Args:
+      input_size: latent height = width (16 for 256-px images through VA-VAE f16).
+      patch_size: ``p`` (1 or 2 in the presets).
+      in_channels: ``C`` (32 for VA-VAE f16d32).
+      hidden_size, depth, num_heads, mlp_ratio: transformer size.
+      num_classes: real classes; label ``num_classes`` is the null label.
+      learn_sigma: output ``2C`` channels. Upstream then drops the second half in its
+        forward; here the raw ``2C`` output is returned.
+      qk_norm: RMS QK-norm (off in the published checkpoints).
+      adaln_shift: adaLN with shifts (upstream ``wo_shift=False``, the published setting).
+      time_embedding: "sinusoidal" (hustvl checkpoints) or "gaussian_fourier" (RAE's).
+      time_scale: the embedder sees ``t * time_scale``.
+      dtype: compute dtype (params float32; norms, RoPE, softmax and output float32).
+      remat: rematerialise block activations in the backward pass.
+      scan_blocks: run the blocks under one ``jax.lax.scan``.
+      rngs: initialisation (a fresh network outputs exactly 0).
+    """
+
+    def __init__(
+        self,
+        *,
+        input_size: int,
+        patch_size: int,
+        in_channels: int,
+        hidden_size: int,
+        depth: int,
+        num_heads: int,
+        mlp_ratio: float = 4.0,
+        num_classes: int = 1000,
+        learn_sigma: bool = False,
+        qk_norm: bool = False,
+        adaln_shift: bool = True,
+        time_embedding: TimeEmbedding = "sinusoidal",
+        time_scale: float = 1.0,
+        dtype: jnp.dtype = jnp.float32,
+        remat: bool = False,
+        scan_blocks: bool = False,
+        rngs: nnx.Rngs,
+    ) -> None:
+        if input_size % patch_size:
+            raise ValueError(f"input_size {input_size} is not divisible by patch_size {patch_size}")
+        self.input_size = input_size
+        self.patch_size = patch_size
+        self.in_channels = in_channels
+        self.out_channels = 2 * in_channels if learn_sigma else in_channels
+        self.hidden_size = hidden_size
+        self.head_dim = hidden_size // num_heads
+        self.num_classes = num_classes
+        self.time_scale = time_scale
+        self.dtype = dtype
+        self.remat = remat
+        self.scan_blocks = scan_blocks
+        self.x_embedder = PatchEmbed(in_channels, hidden_size, patch_size, dtype=dtype, rngs=rngs)
+        self.t_embedder = make_time_embedder(time_embedding, hidden_size, dtype=dtype, rngs=rngs)
+        self.y_embedder = LabelEmbedder(num_classes, hidden_size, dtype=dtype, rngs=rngs)
+        self.blocks = nnx.List(
+            [
+                LightningDiTBlock(
+                    hidden_size,
+                    num_heads,
+                    mlp_ratio=mlp_ratio,
+                    qk_norm=qk_norm,
+                    adaln_shift=adaln_shift,
+                    dtype=dtype,
+                    rngs=rngs,
+                )
+                for _ in range(depth)
+            ]
+        )
+        self.final_layer = LightningFinalLayer(
+            hidden_size, patch_size * patch_size * self.out_channels, dtype=dtype, rngs=rngs
+        )
+        axial_rope_tables(self.head_dim, 1, 1)  # validates head_dim early
+
+    def __call__(
+        self, x: jax.Array, t: jax.Array, y: jax.Array, *, return_features: bool = False
+    ) -> jax.Array | tuple[jax.Array, dict[str, jax.Array]]:
+        """Predict from a noisy input.
+
+        Args:
+          x: ``(B, H, W, C)`` NHWC noisy latents.
+          t: ``(B,)`` float times in [0, 1] (t = 0 data, t = 1 noise).
+          y: ``(B,)`` int labels in ``[0, num_classes]``.
+          return_features: also return ``{"block_i": (B, N, D)}`` (1-indexed).
+
+        Returns:
+          ``(B, H, W, C_out)`` float32, and the features dict when asked.
+        """
+        check_inputs(x, t, y, in_channels=self.in_channels, patch_size=self.patch_size)
+        _, height, width, _ = x.shape
+        grid = (height // self.patch_size, width // self.patch_size)
+        tokens = self.x_embedder(x.astype(self.dtype)).astype(jnp.float32)
+        tokens = tokens + sincos_pos_embed_2d(self.hidden_size, *grid)[None]
+        c = self.t_embedder(t.astype(jnp.float32) * self.time_scale) + self.y_embedder(y)
+        tokens, per_block = run_blocks(
+            self.blocks,
+            tokens,
+            c,
+            rope=axial_rope_tables(self.head_dim, *grid),
+            scan=self.scan_blocks,
+            remat=self.remat,
+            return_features=return_features,
+        )
+        out = unpatchify(self.final_layer(tokens, c), grid, self.patch_size)
+        if not return_features:
+            return out
+        return out, {f"block_{i + 1}": feat for i, feat in enumerate(per_block)}
+
+
+def lightning_dit_from_preset(name: str, **kwargs) -> LightningDiT:
+    """Build a LightningDiT from :data:`LIGHTNING_DIT_PRESETS` ("LightningDiT-XL/1", ...)."""
+    if name not in LIGHTNING_DIT_PRESETS:
+        raise ValueError(
+            f"unknown LightningDiT preset {name!r}; valid: {', '.join(LIGHTNING_DIT_PRESETS)}"
+        )
+    clash = set(LIGHTNING_DIT_PRESETS[name]) & set(kwargs)
+    if clash:
+        raise ValueError(f"preset {name!r} already sets {sorted(clash)}; drop them from kwargs")
+    return LightningDiT(**LIGHTNING_DIT_PRESETS[name], **kwargs)

@@ -1,0 +1,111 @@
+"""SD-VAE: preset parameter count against diffusers, posterior maths, shapes and errors.
+
+Parity of the network with diffusers' AutoencoderKL lives in nnx-weightconv's tests.
+"""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import torch
+from flax import nnx
+
+from nnx_nets import SDVAE, DiagonalGaussian, sd_vae_from_preset
+
+torch.set_num_threads(1)
+
+
+def _random_model(ctor, seed: int = 0, scale: float = 0.2):
+    """Build abstractly and fill every parameter from a host RNG (no initialiser compiles)."""
+    graphdef, state = nnx.split(nnx.eval_shape(ctor))
+    rng = np.random.default_rng(seed)
+    state = jax.tree.map(lambda s: jnp.asarray(scale * rng.standard_normal(s.shape), s.dtype), state)
+    return nnx.merge(graphdef, state)
+
+
+def _tiny(**kwargs) -> SDVAE:
+    return SDVAE(block_out_channels=(8, 16), layers_per_block=1, norm_num_groups=4, rngs=nnx.Rngs(0), **kwargs)
+
+
+def _count(module) -> int:
+    return sum(x.size for x in jax.tree.leaves(nnx.state(module, nnx.Param)))
+
+
+def test_sd_vae_ft_mse_parameter_count_matches_diffusers():
+    from diffusers import AutoencoderKL
+
+    # stabilityai/sd-vae-ft-mse config.json, built on torch's meta device (no memory).
+    with torch.device("meta"):
+        reference = AutoencoderKL(
+            block_out_channels=(128, 256, 512, 512),
+            down_block_types=("DownEncoderBlock2D",) * 4,
+            up_block_types=("UpDecoderBlock2D",) * 4,
+            layers_per_block=2,
+            latent_channels=4,
+            sample_size=256,
+        )
+    expected = sum(p.numel() for p in reference.parameters())
+    model = nnx.eval_shape(lambda: sd_vae_from_preset("sd-vae-ft-mse", rngs=nnx.Rngs(0)))
+    assert _count(model) == expected == 83_653_863
+    assert model.scaling_factor == 0.18215
+
+
+def test_posterior_clamps_and_samples():
+    mean = np.full((4000, 2, 2, 1), 0.5, np.float32)
+    logvar = np.concatenate(
+        [np.full((4000, 2, 1, 1), 2 * np.log(0.3)), np.full((4000, 2, 1, 1), 50.0)], axis=2
+    ).astype(np.float32)
+    posterior = DiagonalGaussian.from_moments(jnp.asarray(np.concatenate([mean, logvar], axis=-1)))
+    # logvar is clamped to [-30, 20] as in LDM / diffusers.
+    assert float(posterior.logvar.max()) == 20.0
+    np.testing.assert_allclose(np.asarray(posterior.std[0, 0, 0]), [0.3], rtol=1e-6)
+    samples = np.asarray(posterior.sample(jax.random.key(0)))[:, :, 0]
+    # 8000 draws of N(0.5, 0.3^2): the sample mean is within 4 standard errors (0.013).
+    assert abs(samples.mean() - 0.5) < 4 * 0.3 / np.sqrt(samples.size)
+    assert abs(samples.std() - 0.3) < 0.02
+    assert posterior.mode() is posterior.mean
+    # KL(N(m, s^2) || N(0, 1)) = (m^2 + s^2 - 1 - log s^2) / 2 per element.
+    unclamped = DiagonalGaussian(jnp.full((1, 1, 1, 1), 0.5), jnp.full((1, 1, 1, 1), np.log(0.09)))
+    expected = 0.5 * (0.25 + 0.09 - 1.0 - np.log(0.09))
+    np.testing.assert_allclose(np.asarray(unclamped.kl()), [expected], rtol=1e-6)
+
+
+def test_shapes_dtype_and_errors():
+    model = _random_model(_tiny)
+    images = jax.random.uniform(jax.random.key(1), (2, 8, 12, 3), minval=-1, maxval=1)
+
+    @nnx.jit
+    def run(model, images, key):
+        posterior = model.encode(images)
+        return posterior, model.decode(posterior.mean), model(images, key)
+
+    posterior, decoded, sampled = run(model, images, jax.random.key(2))
+    assert posterior.mean.shape == posterior.logvar.shape == (2, 4, 6, 4)
+    assert decoded.shape == sampled.shape == (2, 8, 12, 3)
+    assert sampled.dtype == jnp.float32
+    assert not np.allclose(np.asarray(sampled), np.asarray(decoded))
+    with pytest.raises(ValueError, match="multiple of 2"):
+        model.encode(jnp.zeros((1, 7, 8, 3)))
+    # The default initialisation (one eager construction): unit GroupNorm scales, zero biases.
+    fresh = _tiny()
+    np.testing.assert_array_equal(np.asarray(fresh.encoder.norm_out.scale[...]), np.ones(16))
+    assert not np.asarray(fresh.decoder.conv_out.bias[...]).any()
+    assert np.asarray(fresh.encoder.conv_in.kernel[...]).std() > 0.05
+    with pytest.raises(ValueError, match="GroupNorm groups"):
+        nnx.eval_shape(lambda: SDVAE(block_out_channels=(8, 12), norm_num_groups=8, rngs=nnx.Rngs(0)))
+    with pytest.raises(ValueError, match="unknown SD-VAE preset"):
+        sd_vae_from_preset("sdxl-vae", rngs=nnx.Rngs(0))
+
+
+def test_bfloat16_compute_keeps_float32_outputs():
+    model = _random_model(_tiny)
+    low = nnx.eval_shape(lambda: _tiny(dtype=jnp.bfloat16))
+    nnx.update(low, nnx.state(model))
+    images = jax.random.uniform(jax.random.key(3), (1, 8, 8, 3), minval=-1, maxval=1)
+    encode = nnx.jit(lambda m, x: m.encode(x).mean)
+    reference, fast = encode(model, images), encode(low, images)
+    assert fast.dtype == jnp.float32
+    assert jax.tree.leaves(nnx.state(low, nnx.Param))[0].dtype == jnp.float32
+    # bf16 has an 8-bit mantissa: relative error ~1e-2 after a few layers.
+    scale = float(jnp.abs(reference).max())
+    assert float(jnp.abs(fast - reference).max()) < 0.05 * scale

@@ -1,0 +1,183 @@
+"""The DiT training steps that the benchmarks time, in JAX (three NNX paths) and PyTorch.
+
+All paths compute the same mathematics: the linear flow-matching loss
+``mean((model(x_t, t, y) - (eps - x0))^2)`` with ``x_t = (1 - t) x0 + t eps`` and one AdamW
+update (lr 1e-4, weight decay 0).
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import nnx
+
+from nnx_nets import DiT
+
+LEARNING_RATE = 1e-4
+
+SIZES = {  # hidden, depth, heads
+    "S": (384, 12, 6),
+    "B": (768, 12, 12),
+    "tiny": (64, 2, 2),
+}
+
+
+def dit_kwargs(size: str, *, resolution: int, channels: int, patch: int, classes: int) -> dict:
+    hidden, depth, heads = SIZES[size]
+    return dict(
+        input_size=resolution,
+        patch_size=patch,
+        in_channels=channels,
+        hidden_size=hidden,
+        depth=depth,
+        num_heads=heads,
+        num_classes=classes,
+    )
+
+
+def batch_arrays(batch: int, resolution: int, channels: int, classes: int, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    x0 = rng.standard_normal((batch, resolution, resolution, channels)).astype(np.float32)
+    y = rng.integers(0, classes, batch).astype(np.int32)
+    return x0, y
+
+
+def flow_loss(model, x0, y, key):
+    key_t, key_eps = jax.random.split(key)
+    t = jax.random.uniform(key_t, (x0.shape[0],))
+    eps = jax.random.normal(key_eps, x0.shape)
+    x_t = (1 - t)[:, None, None, None] * x0 + t[:, None, None, None] * eps
+    return jnp.mean((model(x_t, t, y) - (eps - x0)) ** 2)
+
+
+def _perturbed(model: nnx.Module) -> nnx.Module:
+    """Make every parameter non-zero (adaLN-Zero starts as identity; timing is unaffected,
+    but a zero network would hide mistakes)."""
+    params = nnx.state(model, nnx.Param)
+    keys = iter(jax.random.split(jax.random.key(1), len(jax.tree.leaves(params))))
+    nnx.update(model, jax.tree.map(lambda p: p + 0.02 * jax.random.normal(next(keys), p.shape), params))
+    return model
+
+
+def jax_pure_step(kwargs: dict, x0, y):
+    """Plain ``jax.jit`` over split state: merge inside, return new state, donate buffers."""
+    model = _perturbed(DiT(**kwargs, rngs=nnx.Rngs(0)))
+    graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+    tx = optax.adamw(LEARNING_RATE, weight_decay=0.0)
+    opt_state = tx.init(params)
+
+    @functools.partial(jax.jit, donate_argnums=(0, 1))
+    def step(params, opt_state, x0, y, key):
+        loss, grads = jax.value_and_grad(
+            lambda p: flow_loss(nnx.merge(graphdef, p, rest), x0, y, key)
+        )(params)
+        updates, opt_state = tx.update(grads, opt_state, params)
+        return optax.apply_updates(params, updates), opt_state, loss
+
+    state = {"params": params, "opt": opt_state, "i": 0}
+    x0, y = jnp.asarray(x0), jnp.asarray(y)
+
+    def run():
+        state["i"] += 1
+        state["params"], state["opt"], loss = step(
+            state["params"], state["opt"], x0, y, jax.random.key(state["i"])
+        )
+        return jax.block_until_ready(loss)
+
+    return run
+
+
+def nnx_jit_step(kwargs: dict, x0, y):
+    """The NNX idiom: ``nnx.jit`` over the module and an ``nnx.Optimizer`` (graph mode)."""
+    model = _perturbed(DiT(**kwargs, rngs=nnx.Rngs(0)))
+    optimizer = nnx.Optimizer(model, optax.adamw(LEARNING_RATE, weight_decay=0.0), wrt=nnx.Param)
+
+    @nnx.jit
+    def step(model, optimizer, x0, y, key):
+        loss, grads = nnx.value_and_grad(lambda m: flow_loss(m, x0, y, key))(model)
+        optimizer.update(model, grads)
+        return loss
+
+    x0, y = jnp.asarray(x0), jnp.asarray(y)
+    counter = [0]
+
+    def run():
+        counter[0] += 1
+        return jax.block_until_ready(step(model, optimizer, x0, y, jax.random.key(counter[0])))
+
+    return run
+
+
+def library_step(kwargs: dict, x0, y):
+    """The library's path: ``nnx_train``'s pure step on a ``TrainState`` (no EMA here)."""
+    from nnx_train.state import TrainState
+    from nnx_train.step import make_train_step
+
+    model = _perturbed(DiT(**kwargs, rngs=nnx.Rngs(0)))
+    graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+    tx = optax.adamw(LEARNING_RATE, weight_decay=0.0)
+    state = TrainState(
+        step=jnp.int32(0),
+        params=params,
+        rest=rest,
+        opt_state=tx.init(params),
+        ema={},
+        key=jax.random.key_data(jax.random.key(0)),
+        num_nonfinite=jnp.int32(0),
+    )
+
+    def loss_fn(model, frozen, batch, key):
+        return flow_loss(model, batch["x0"], batch["y"], key)[None], {}
+
+    step = jax.jit(
+        make_train_step(
+            graphdef=graphdef,
+            frozen_graphdef=None,
+            loss_fn=loss_fn,
+            optimizer=tx,
+            schedule=optax.constant_schedule(LEARNING_RATE),
+            ema_decays=(),
+        ),
+        donate_argnums=(0,),
+    )
+    batch = {"x0": jnp.asarray(x0), "y": jnp.asarray(y)}
+    holder = {"state": state}
+
+    def run():
+        holder["state"], metrics = step(holder["state"], None, batch)
+        return jax.block_until_ready(metrics["loss"])
+
+    return run
+
+
+def torch_step(kwargs: dict, x0, y):
+    """The same step in PyTorch eager with the official DiT architecture."""
+    import torch
+
+    from torch_dit import DiT as TorchDiT
+
+    torch.manual_seed(0)
+    model = TorchDiT(**kwargs)
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.requires_grad:
+                p.add_(0.02 * torch.randn_like(p))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=LEARNING_RATE, weight_decay=0.0)
+    x0 = torch.from_numpy(x0).permute(0, 3, 1, 2).contiguous()
+    y = torch.from_numpy(y).long()
+
+    def run():
+        t = torch.rand(x0.shape[0])
+        eps = torch.randn_like(x0)
+        x_t = (1 - t)[:, None, None, None] * x0 + t[:, None, None, None] * eps
+        loss = ((model(x_t, t, y) - (eps - x0)) ** 2).mean()
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        return loss.item()
+
+    return run
