@@ -5,10 +5,12 @@ Heusel et al. (2017), Eq. 6 (Dowson & Landau, 1982)::
     d^2 = ||mu1 - mu2||^2 + tr(S1) + tr(S2) - 2 tr((S1 S2)^(1/2))
 
 :func:`frechet_distance` computes the trace term through a symmetric eigenvalue problem, with
-no complex arithmetic and no ``+eps I`` retries: for any ``R`` with ``R R^T = S1``, ``S1 S2`` is
-similar to the symmetric PSD ``R^T S2 R``, so ``tr((S1 S2)^(1/2)) = sum_i sqrt(max(lambda_i, 0))``
-with ``lambda = eigvalsh(R^T S2 R)`` (:func:`trace_sqrt_product`). It agrees with ``sqrtm``
-to about 1e-12 relative where ``sqrtm`` is well defined.
+no complex arithmetic and no ``+eps I`` retries: for any ``R`` with ``R R^T = S1``, ``S1 S2`` has
+the non-zero eigenvalues of the symmetric PSD ``R^T S2 R``, so
+``tr((S1 S2)^(1/2)) = sum_i sqrt(max(lambda_i, 0))`` with ``lambda = eigvalsh(R^T S2 R)``
+(:func:`trace_sqrt_product`; ``R`` from a pivoted Cholesky). This is REFERENCE 5.6's eigenvalue
+method with a Cholesky factor in place of the ``eigh`` square root; both agree with ``sqrtm``
+to ~1e-15 relative on positive-definite covariances.
 
 :func:`frechet_distance_sqrtm` is the legacy computation of ADM's evaluator and pytorch-fid
 (``scipy.linalg.sqrtm`` of the product; retry with ``+eps I`` if not finite; raise if the
@@ -43,26 +45,36 @@ def _check(mu1, sigma1, mu2, sigma2) -> tuple[np.ndarray, ...]:
     return mu1, sigma1, mu2, sigma2
 
 
+def psd_factor(sigma: np.ndarray) -> np.ndarray:
+    """``R`` (``(D, r)``, r = numerical rank) with ``R R^T = sigma``, by pivoted Cholesky.
+
+    LAPACK ``dpstrf`` factors ``P^T S P = L L^T`` and stops at the numerical rank (tolerance
+    ``D * eps * max(diag S)``), so a covariance of fewer samples than dimensions yields a thin
+    factor instead of square roots of rounding noise.
+    """
+    factor, pivots, rank, info = scipy.linalg.lapack.dpstrf(np.array(sigma, np.float64), lower=1)
+    if info < 0:
+        raise ValueError(f"pivoted Cholesky rejected its input (LAPACK info {info})")
+    lower = np.tril(factor)[:, :rank]
+    root = np.empty_like(lower)
+    root[pivots - 1] = lower  # LAPACK pivots are 1-based
+    return root
+
+
 def trace_sqrt_product(sigma1: np.ndarray, sigma2: np.ndarray) -> float:
     """``tr((S1 S2)^(1/2))`` for symmetric PSD ``S1, S2`` (float64), through ``eigvalsh``.
 
-    ``S1 = R R^T`` with ``R`` the Cholesky factor of ``S1`` (or of ``S2``, swapping the roles,
-    as ``tr((S1 S2)^(1/2)) = tr((S2 S1)^(1/2))``) when one of them is numerically positive
-    definite: one Cholesky instead of one ``eigh`` with vectors, about 3x fewer flops at 2048
-    dims. When both are only semi-definite (fewer samples than dimensions), ``R = S1^(1/2)``
-    from ``eigh`` with negative eigenvalues clamped to 0. Either way ``S1 S2`` is similar to
-    ``R^T S2 R``, whose eigenvalues are real and non-negative up to rounding (clamped to 0).
+    With ``R R^T = S1`` (:func:`psd_factor`), ``S1 S2`` has the non-zero eigenvalues of the
+    symmetric PSD ``R^T S2 R``, so the trace is ``sum_i sqrt(max(lambda_i, 0))`` of its
+    eigenvalues. The roles of ``S1`` and ``S2`` are swapped when ``S2`` has the lower rank
+    (``tr((S1 S2)^(1/2)) = tr((S2 S1)^(1/2))``), so the eigenproblem is ``r x r`` with ``r`` the
+    smaller rank. Pivoted Cholesky plus ``eigvalsh`` costs about a third of an ``eigh`` with
+    vectors at full rank, and on rank-deficient covariances it matches the exact low-rank value
+    to ~1e-9 relative where ``eigh`` square roots and ``sqrtm`` are off by ~1e-7 (they take
+    square roots of rounding noise).
     """
-    root, other = None, sigma2
-    for first, second in ((sigma1, sigma2), (sigma2, sigma1)):  # tr is symmetric in S1, S2
-        try:
-            root, other = np.linalg.cholesky(first), second
-            break
-        except np.linalg.LinAlgError:
-            continue
-    if root is None:
-        eigenvalues, vectors = np.linalg.eigh(sigma1)
-        root = (vectors * np.sqrt(np.maximum(eigenvalues, 0.0))) @ vectors.T
+    root1, root2 = psd_factor(sigma1), psd_factor(sigma2)
+    root, other = (root1, sigma2) if root1.shape[1] <= root2.shape[1] else (root2, sigma1)
     middle = root.T @ other @ root
     middle = 0.5 * (middle + middle.T)
     return float(np.sum(np.sqrt(np.maximum(np.linalg.eigvalsh(middle), 0.0))))

@@ -45,8 +45,8 @@ def _pad(height: int, width: int) -> Padding:
 
 
 def host_zeros(key: jax.Array, shape: tuple[int, ...], dtype=jnp.float32) -> jax.Array:
-    """Zero initialiser built on the host: no XLA compile per shape, so the 94-conv network builds
-    in well under a second (the weights are meant to be overwritten by a checkpoint)."""
+    """Zero initialiser built on the host, so that building the 94 convs compiles nothing per
+    shape (the weights are meant to be overwritten by a checkpoint)."""
     del key
     return jax.device_put(np.zeros(shape, dtype))
 
@@ -249,8 +249,8 @@ class InceptionV3(nnx.Module):
     """The FID InceptionV3 (see the module docstring); an inference-only feature extractor.
 
     Args:
-      rngs: initialisation stream (the weights are meant to be overwritten by
-        :func:`nnx_fid.load_inception`).
+      rngs: initialisation stream. Conv and fc kernels start at zero (and BN at identity):
+        the network is meant to be filled by :func:`nnx_fid.load_inception`.
     """
 
     def __init__(self, *, rngs: nnx.Rngs):

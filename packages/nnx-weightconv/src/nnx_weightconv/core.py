@@ -111,7 +111,7 @@ def norm_rules(source: str, target: str, *, bias: bool = True) -> list[Rule]:
 
 def _param_paths(model: nnx.Module) -> dict[str, nnx.Variable]:
     """Dotted path -> Param variable, for every parameter of the model."""
-    flat = nnx.state(model, nnx.Param).flat_state()
+    flat = nnx.to_flat_state(nnx.state(model, nnx.Param))
     return {".".join(str(k) for k in path): var for path, var in flat}
 
 
