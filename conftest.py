@@ -12,5 +12,7 @@ os.environ["XLA_FLAGS"] = (
 ).strip()
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+# One BLAS thread: under two busy cores a threaded eigh costs several times more CPU.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 os.environ.setdefault("WANDB_MODE", "disabled")
 os.environ.setdefault("EPATH_USE_TF", "false")

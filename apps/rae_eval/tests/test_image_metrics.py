@@ -19,8 +19,8 @@ def test_psnr_closed_form():
 def test_ssim_of_constant_images_is_the_luminance_term():
     # Constant images have zero variance, so SSIM = (2ab + C1) / (a^2 + b^2 + C1).
     a, b = 100 / 255, 180 / 255
-    first = np.full((1, 20, 24, 3), 100, np.uint8)
-    second = np.full((1, 20, 24, 3), 180, np.uint8)
+    first = np.full((2, 16, 16, 3), 100, np.uint8)  # the shapes of the next test: one compile
+    second = np.full((2, 16, 16, 3), 180, np.uint8)
     c1 = SSIM_WINDOW["k1"] ** 2
     expected = (2 * a * b + c1) / (a * a + b * b + c1)
     # float32 moments on values <= 1: 1e-6 absolute.
@@ -54,7 +54,7 @@ def _reference_ssim(x: np.ndarray, y: np.ndarray) -> float:
 
 def test_ssim_matches_direct_float64_reference():
     rng = np.random.default_rng(1)
-    x = rng.integers(0, 256, size=(3, 14, 15, 3), dtype=np.uint8)
+    x = rng.integers(0, 256, size=(3, 16, 16, 3), dtype=np.uint8)
     noise = rng.integers(-40, 41, size=x.shape)
     y = np.clip(x.astype(int) + noise, 0, 255).astype(np.uint8)
     expected = [_reference_ssim(a / 255.0, b / 255.0) for a, b in zip(x, y)]

@@ -92,3 +92,20 @@ def test_bad_files_give_named_errors(tmp_path):
             target.writestr(item, data[:40] if item.filename.endswith("data/0") else data)
     with pytest.raises(TorchFileError, match="truncated"):
         read_torch_file(cut)
+
+
+def test_select_reads_only_the_selected_storages(tmp_path):
+    # A training checkpoint whose optimizer storage is damaged still yields its EMA weights
+    # when only "ema" is selected: the other storages are never read.
+    path = tmp_path / "train.pt"
+    ema = {"w": torch.arange(6.0).reshape(2, 3)}
+    torch.save({"ema": ema, "opt": {"m": torch.ones(50)}}, path)
+    damaged = tmp_path / "damaged.pt"
+    with zipfile.ZipFile(path) as source, zipfile.ZipFile(damaged, "w") as target:
+        for item in source.infolist():
+            data = source.read(item)
+            target.writestr(item, data[:8] if item.filename.endswith("data/1") else data)
+    loaded = read_torch_file(damaged, select=lambda tree: tree["ema"])
+    np.testing.assert_array_equal(loaded["w"], ema["w"].numpy())
+    with pytest.raises(TorchFileError, match="truncated"):
+        read_torch_file(damaged)

@@ -46,6 +46,7 @@ def generate_shards(
     *,
     batch_size: int,
     progress: bool = True,
+    desc: str = "sampling",
 ) -> GenerationReport:
     """Generate the shards of ``store`` that do not exist yet.
 
@@ -57,6 +58,7 @@ def generate_shards(
       labels: ``(num_samples,)`` int32 label of every global sample index.
       batch_size: rows per call (the global batch, a multiple of the device count).
       progress: show a tqdm bar over samples.
+      desc: the bar's label.
 
     Returns:
       :class:`GenerationReport`.
@@ -68,9 +70,7 @@ def generate_shards(
     start = time.perf_counter()
     missing = store.missing_shards()
     done = sum(len(store.shard_range(s)) for s in range(store.num_shards) if s not in set(missing))
-    bar = tqdm(
-        total=store.num_samples, initial=done, unit="img", desc="sampling", disable=not progress
-    )
+    bar = tqdm(total=store.num_samples, initial=done, unit="img", desc=desc, disable=not progress)
     with bar:
         for shard in missing:
             indices = np.asarray(store.shard_range(shard), np.int64)

@@ -317,6 +317,7 @@ def run_reconstruction(config, workdir: pathlib.Path) -> dict:
             np.zeros(len(paths), np.int32),
             batch_size=section.per_device_batch * mesh.size,
             progress=config.progress,
+            desc="reconstructing",
         )
     reconstructions, _ = store.read_all()
     count = min(section.grid_images, len(paths))

@@ -20,7 +20,7 @@ import collections
 import pathlib
 import pickle
 import zipfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -58,6 +58,8 @@ class OpaqueObject:
     """
 
     qualified_name = "?"
+    args: tuple = ()  # set by __init__ (REDUCE); NEWOBJ only calls __new__
+    state: Any = None
 
     def __init__(self, *args: Any, **kwargs: Any):
         self.args = args
@@ -82,36 +84,65 @@ class _StorageType:
         self.dtype = np.dtype(_STORAGE_DTYPES[name])
 
 
+class _LazyStorage:
+    """One ``data/<key>`` record of the archive, read the first time a tensor needs it."""
+
+    def __init__(self, reader: _StorageReader, key: str, storage_type: _StorageType, numel: int):
+        self.reader, self.key, self.storage_type, self.numel = reader, key, storage_type, numel
+
+    @property
+    def dtype(self) -> np.dtype:
+        return (
+            np.dtype(np.float32)
+            if self.storage_type.name == "BFloat16Storage"
+            else (self.storage_type.dtype)
+        )
+
+    def read(self) -> np.ndarray:
+        return self.reader.read(self)
+
+
+class _LazyTensor:
+    """A tensor of the pickle, rebuilt from its storage only when materialised."""
+
+    def __init__(self, storage: _LazyStorage, offset: int, size: tuple, stride: tuple):
+        self.storage, self.offset, self.size, self.stride = storage, offset, size, stride
+
+    def materialise(self) -> np.ndarray:
+        """numpy version of ``torch._utils._rebuild_tensor_v2`` (offset, strides in elements)."""
+        size, stride, offset = self.size, self.stride, self.offset
+        if not all(size):
+            return np.zeros(size, self.storage.dtype)
+        storage = self.storage.read()
+        needed = offset + sum((n - 1) * s for n, s in zip(size, stride)) + 1
+        if needed > storage.size:
+            raise TorchFileError(
+                f"tensor of size {size}, stride {stride} at offset {offset} needs {needed} "
+                f"elements but its storage holds {storage.size}; the file is truncated"
+            )
+        view = np.lib.stride_tricks.as_strided(
+            storage[offset:],
+            shape=size,
+            strides=tuple(s * storage.itemsize for s in stride),
+            writeable=False,
+        )
+        return np.array(view)
+
+
 def _rebuild_tensor_v2(
-    storage: np.ndarray,
+    storage: _LazyStorage,
     storage_offset: int,
     size: tuple[int, ...],
     stride: tuple[int, ...],
     requires_grad: bool = False,
     backward_hooks: Any = None,
     metadata: Any = None,
-) -> np.ndarray:
-    """numpy version of ``torch._utils._rebuild_tensor_v2`` (offset and strides in elements)."""
+) -> _LazyTensor:
     del requires_grad, backward_hooks, metadata
-    size, stride = tuple(size), tuple(stride)
-    needed = storage_offset + sum((n - 1) * s for n, s in zip(size, stride)) + 1 if size else 1
-    if all(size) and needed > storage.size:
-        raise TorchFileError(
-            f"tensor of size {size}, stride {stride} at offset {storage_offset} needs "
-            f"{needed} elements but its storage holds {storage.size}; the file is truncated"
-        )
-    if not all(size):
-        return np.zeros(size, storage.dtype)
-    view = np.lib.stride_tricks.as_strided(
-        storage[storage_offset:],
-        shape=size,
-        strides=tuple(s * storage.itemsize for s in stride),
-        writeable=False,
-    )
-    return np.array(view)
+    return _LazyTensor(storage, int(storage_offset), tuple(size), tuple(stride))
 
 
-def _rebuild_parameter(data: np.ndarray, requires_grad: bool = False, hooks: Any = None, *_):
+def _rebuild_parameter(data: _LazyTensor, requires_grad: bool = False, hooks: Any = None, *_):
     return data
 
 
@@ -120,13 +151,41 @@ def _rebuild_from_type_v2(func, new_type, args, state):
     return func(*args)
 
 
+class _StorageReader:
+    """Reads (once) and caches the raw storages of an open archive."""
+
+    def __init__(self, archive: zipfile.ZipFile, prefix: str, byteorder: str):
+        self.archive, self.prefix, self.byteorder = archive, prefix, byteorder
+        self.cache: dict[str, np.ndarray] = {}
+
+    def read(self, storage: _LazyStorage) -> np.ndarray:
+        if storage.key in self.cache:
+            return self.cache[storage.key]
+        name = f"{self.prefix}data/{storage.key}"
+        try:
+            raw = self.archive.read(name)
+        except KeyError as error:
+            raise TorchFileError(f"storage {name!r} is missing from the archive") from error
+        dtype = storage.storage_type.dtype
+        if self.byteorder == "big":
+            dtype = dtype.newbyteorder(">")
+        if len(raw) < storage.numel * dtype.itemsize:
+            raise TorchFileError(
+                f"storage {name!r} holds {len(raw)} bytes, expected "
+                f"{storage.numel * dtype.itemsize}; the file is truncated, download it again"
+            )
+        array = np.frombuffer(raw, dtype=dtype, count=storage.numel).astype(dtype.newbyteorder("="))
+        if storage.storage_type.name == "BFloat16Storage":
+            array = (array.astype(np.uint32) << 16).view(np.float32)
+        self.cache[storage.key] = array
+        return array
+
+
 class _Unpickler(pickle.Unpickler):
-    def __init__(self, file, archive: zipfile.ZipFile, prefix: str, byteorder: str):
+    def __init__(self, file, reader: _StorageReader):
         super().__init__(file)
-        self._archive = archive
-        self._prefix = prefix
-        self._byteorder = byteorder
-        self._storages: dict[str, np.ndarray] = {}
+        self._reader = reader
+        self._storages: dict[str, _LazyStorage] = {}
 
     def find_class(self, module: str, name: str):
         match (module, name):
@@ -146,9 +205,9 @@ class _Unpickler(pickle.Unpickler):
                 return _BUILTINS[builtin]
         return _opaque_class(module, name)
 
-    def persistent_load(self, pid: Any) -> np.ndarray:
+    def persistent_load(self, pid: Any) -> _LazyStorage:
         if not (isinstance(pid, tuple) and pid and pid[0] == "storage"):
-            raise TorchFileError(f"unsupported persistent id {pid!r} in {self._prefix}data.pkl")
+            raise TorchFileError(f"unsupported persistent id {pid!r} in data.pkl")
         _, storage_type, key, _location, numel = pid
         if not isinstance(storage_type, _StorageType):
             raise TorchFileError(
@@ -156,35 +215,39 @@ class _Unpickler(pickle.Unpickler):
                 f"{', '.join(_STORAGE_DTYPES)}"
             )
         if key not in self._storages:
-            name = f"{self._prefix}data/{key}"
-            try:
-                raw = self._archive.read(name)
-            except KeyError as error:
-                raise TorchFileError(f"storage {name!r} is missing from the archive") from error
-            dtype = storage_type.dtype
-            if self._byteorder == "big":
-                dtype = dtype.newbyteorder(">")
-            if len(raw) < numel * dtype.itemsize:
-                raise TorchFileError(
-                    f"storage {name!r} holds {len(raw)} bytes, expected {numel * dtype.itemsize}; "
-                    "the file is truncated, download it again"
-                )
-            array = np.frombuffer(raw, dtype=dtype, count=numel).astype(dtype.newbyteorder("="))
-            if storage_type.name == "BFloat16Storage":
-                array = (array.astype(np.uint32) << 16).view(np.float32)
-            self._storages[key] = array
+            self._storages[key] = _LazyStorage(self._reader, str(key), storage_type, int(numel))
         return self._storages[key]
 
 
-def read_torch_file(path: str | pathlib.Path) -> Any:
+def _materialise(value: Any) -> Any:
+    if isinstance(value, _LazyTensor):
+        return value.materialise()
+    if isinstance(value, collections.OrderedDict):
+        out = collections.OrderedDict((k, _materialise(v)) for k, v in value.items())
+        out.__dict__.update(value.__dict__)  # e.g. a state dict's _metadata
+        return out
+    if isinstance(value, dict):
+        return {k: _materialise(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_materialise(v) for v in value)
+    if isinstance(value, OpaqueObject):
+        value.args = _materialise(value.args)
+        value.state = _materialise(value.state)
+    return value
+
+
+def read_torch_file(path: str | pathlib.Path, *, select: Callable[[Any], Any] | None = None) -> Any:
     """Load a ``torch.save`` zip archive into numpy arrays and builtins, without torch.
 
     Args:
       path: file written by ``torch.save`` (PyTorch >= 1.6 zip format).
+      select: applied to the unpickled object before any tensor data is read, e.g.
+        ``lambda ckpt: ckpt["ema"]``: only the storages of the selected part are read, so
+        taking the EMA weights of a training checkpoint does not load its optimizer state.
 
     Returns:
-      The saved object with every tensor as a ``np.ndarray`` (bfloat16 widened to float32,
-      other dtypes kept) and ``nn.Parameter`` unwrapped.
+      The saved object (or ``select`` of it) with every tensor as a ``np.ndarray`` (bfloat16
+      widened to float32, other dtypes kept) and ``nn.Parameter`` unwrapped.
 
     Raises:
       FileNotFoundError: the file does not exist.
@@ -209,13 +272,17 @@ def read_torch_file(path: str | pathlib.Path) -> Any:
         byteorder = "little"
         if f"{prefix}byteorder" in archive.namelist():
             byteorder = archive.read(f"{prefix}byteorder").decode().strip()
+        reader = _StorageReader(archive, prefix, byteorder)
         with archive.open(pickles[0]) as handle:
             try:
-                return _Unpickler(handle, archive, prefix, byteorder).load()
+                tree = _Unpickler(handle, reader).load()
             except TorchFileError:
                 raise
             except Exception as error:
                 raise TorchFileError(f"cannot unpickle {str(path)!r}: {error}") from error
+        if select is not None:
+            tree = select(tree)
+        return _materialise(tree)
 
 
 def flatten_state_dict(tree: Mapping, prefix: str = "") -> dict[str, np.ndarray]:

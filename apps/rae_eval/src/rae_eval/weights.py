@@ -42,6 +42,13 @@ __all__ = [
 ]
 
 
+def _ema_if_present(tree):
+    """A training checkpoint's ``"ema"`` entry (read alone: its other tensors stay on disk)."""
+    if isinstance(tree, Mapping) and isinstance(tree.get("ema"), Mapping):
+        return tree["ema"]
+    return tree
+
+
 def read_checkpoint(file: CheckpointFile) -> dict[str, np.ndarray]:
     """Flat ``{key: array}`` of a checkpoint file (``.safetensors`` or a ``torch.save`` zip).
 
@@ -57,13 +64,11 @@ def read_checkpoint(file: CheckpointFile) -> dict[str, np.ndarray]:
         except ConversionError as error:
             raise CheckpointMismatchError(file, str(error)) from error
     try:
-        tree = read_torch_file(file.path)
+        tree = read_torch_file(file.path, select=_ema_if_present)
     except TorchFileError as error:
         raise CheckpointMismatchError(file, str(error)) from error
     if not isinstance(tree, Mapping):
         raise CheckpointMismatchError(file, f"holds a {type(tree).__name__}, not a state dict")
-    if "ema" in tree and isinstance(tree["ema"], Mapping):
-        tree = tree["ema"]
     flat = flatten_state_dict(tree)
     if not flat:
         raise CheckpointMismatchError(file, f"holds no tensors; top-level keys: {list(tree)[:10]}")
