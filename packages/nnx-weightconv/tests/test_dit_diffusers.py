@@ -115,17 +115,20 @@ def test_parity_with_diffusers(loaded):
     ref = diffusers_forward(module, x, t, y)
     assert ours.shape == ref.shape == (3, 8, 8, 6)
     assert np.abs(ref).max() > 0.5  # far from zero: the comparison is not vacuous
-    # fp32 both sides, differing only in summation order (a few ulp per op, two blocks).
+    # fp32 both sides. Beyond summation order, torch and XLA evaluate sin/cos of time
+    # arguments up to ~1000 rad (steps x frequency), where one float32 ulp of the argument
+    # is ~6e-5 rad; measured: 1.4e-5 of max|ref|.
     err = np.abs(ours - ref).max()
-    assert err < 2e-5 * max(1.0, np.abs(ref).max()), err
+    assert err < 5e-5 * max(1.0, np.abs(ref).max()), err
 
 
 def test_parity_with_hub_norm_eps(loaded):
     """Hub configs keep diffusers' default norm_eps=1e-5 before the MLP (DiT: 1e-6).
 
     Same weights, eps 1e-5 in diffusers: the only change is x / sqrt(var + eps) in one norm
-    per block, a relative change of (1e-5 - 1e-6) / (2 var) ~ 1e-5 for var ~ 0.5, so the
-    outputs agree to ~1e-4 relative, not to fp32 round-off.
+    per block, a relative change of (1e-5 - 1e-6) / (2 var). The residual stream of a DiT
+    has var >= ~1, so this stays below the float32 time-embedding noise of the test above
+    (measured: the same 1.4e-5 of max|ref| with either eps); the bound allows var ~ 0.1.
     """
     _, model = loaded
     module = make_diffusers(norm_eps=1e-5)
@@ -134,7 +137,7 @@ def test_parity_with_hub_norm_eps(loaded):
         ours = np.asarray(forward(model, x, t, y))
     ref = diffusers_forward(module, x, t, y)
     scale = np.abs(ref).max()
-    assert np.abs(ours - ref).max() < 1e-3 * scale
+    assert np.abs(ours - ref).max() < 1e-4 * scale
 
 
 def test_round_trip_through_diffusers_is_exact(loaded):

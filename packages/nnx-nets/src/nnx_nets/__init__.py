@@ -7,6 +7,7 @@ from nnx_nets.dinov2 import DINOV2_PRESETS, DINOv2, DINOv2Block, dinov2_from_pre
 from nnx_nets.dinov2_pos_embed import POS_EMBED_INTERPOLATIONS, resize_pos_grid
 from nnx_nets.dit import DIT_PRESETS, DiT, DiTBlock, DiTFinalLayer, dit_from_preset
 from nnx_nets.dit_dh import DIT_DH_PRESETS, DiTDH, dit_dh_from_preset
+from nnx_nets.edm2_unet import EDM2_PRESETS, EDM2Block, EDM2UNet, edm2_unet_from_preset
 from nnx_nets.embeddings import (
     GaussianFourierEmbedder,
     LabelEmbedder,
@@ -25,6 +26,14 @@ from nnx_nets.lightning_dit import (
 )
 from nnx_nets.meanflow_dit import MeanFlowDiT, meanflow_dit_from_preset
 from nnx_nets.mlp import Mlp, SwiGLU, swiglu_hidden_size
+from nnx_nets.mp_layers import (
+    MPConv,
+    MPFourier,
+    force_weight_normalization,
+    mp_cat,
+    mp_silu,
+    mp_sum,
+)
 from nnx_nets.norms import RMSNorm, layer_norm
 from nnx_nets.rope import apply_rope, axial_rope_tables
 from nnx_nets.sd_vae import SD_VAE_PRESETS, SDVAE, VAEDecoder, VAEEncoder, sd_vae_from_preset
@@ -82,9 +91,14 @@ __all__ += [  # vision networks
     "DINOv2",
     "DINOv2Block",
     "DiagonalGaussian",
+    "EDM2Block",
+    "EDM2UNet",
+    "EDM2_PRESETS",
     "IMAGENET_MEAN",
     "IMAGENET_STD",
     "LatentNormalizer",
+    "MPConv",
+    "MPFourier",
     "POS_EMBED_INTERPOLATIONS",
     "RAEDecoder",
     "RAE_DECODER_PRESETS",
@@ -93,7 +107,12 @@ __all__ += [  # vision networks
     "VAEDecoder",
     "VAEEncoder",
     "dinov2_from_preset",
+    "edm2_unet_from_preset",
+    "force_weight_normalization",
     "mae_sincos_pos_embed",
+    "mp_cat",
+    "mp_silu",
+    "mp_sum",
     "rae_decoder_from_preset",
     "resize_pos_grid",
     "sd_vae_from_preset",
