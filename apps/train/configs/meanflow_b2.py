@@ -47,5 +47,5 @@ def get_config(arg: str | None = None):
         {"name": "fid", "every_steps": 25_000, "num_samples": 10_000, "batch_size": 250}
     )
     if arg == "tiny":
-        make_tiny(config, hidden_size=32, depth=2, num_heads=2)
+        make_tiny(config, hidden_size=32, depth=1, num_heads=2)
     return config

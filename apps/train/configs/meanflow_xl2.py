@@ -23,5 +23,5 @@ def get_config(arg: str | None = None):
     config.model.update({"hidden_size": 1152, "depth": 28, "num_heads": 16})
     config.train.num_steps = 1_200_000
     if arg == "tiny":
-        make_tiny(config, hidden_size=32, depth=2, num_heads=2)
+        make_tiny(config, hidden_size=32, depth=1, num_heads=2)
     return config

@@ -66,7 +66,7 @@ def get_config(arg: str | None = None):
         {"name": "fid", "every_steps": 25_000, "num_samples": 10_000, "batch_size": 250}
     )
     if arg == "tiny":
-        make_tiny(config, shape=(8, 8, 3), hidden_size=32, depth=2, num_heads=2)
+        make_tiny(config, shape=(8, 8, 3), hidden_size=32, depth=1, num_heads=2)
         config.objective.depth = 1
         config.objective.projector_width = 32
         config.objective.encoder.update(

@@ -43,5 +43,5 @@ def get_config(arg: str | None = None):
     )
     config.samples.every_steps = 25_000
     if arg == "tiny":
-        make_tiny(config, hidden_size=32, depth=2, num_heads=2)
+        make_tiny(config, hidden_size=32, depth=1, num_heads=2)
     return config

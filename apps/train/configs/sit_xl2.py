@@ -28,5 +28,5 @@ def get_config(arg: str | None = None):
         {"solver": "euler_maruyama", "num_steps": 250, "diffusion": "sigma", "guidance_scale": 1.5}
     )
     if arg == "tiny":
-        make_tiny(config, hidden_size=32, depth=2, num_heads=2)
+        make_tiny(config, hidden_size=32, depth=1, num_heads=2)
     return config

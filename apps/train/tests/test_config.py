@@ -110,7 +110,7 @@ def test_data_that_does_not_fit_the_model():
     from nnx_train import build
 
     config = load_config(config_path("digits"), ["model.input_size=16"])
-    with pytest.raises(ConfigError, match="model.input_size=16"):
+    with pytest.raises(ConfigError, match="built for 16x16"):
         build.check_data_fits_model((8, 8, 1), 10, config)
     config = load_config(config_path("digits"), ["model.patch_size=3", "model.input_size=8"])
     with pytest.raises(ConfigError, match="not divisible by model.patch_size=3"):

@@ -13,7 +13,9 @@ from train_testlib import config_path
 from nnx_train.cli import main
 
 
-def test_default_runs_end_to_end(tmp_path, capsys):
+def test_default_runs_end_to_end(tmp_path, capsys, monkeypatch):
+    secret = "wandb-secret-0123456789abcdef"
+    monkeypatch.setenv("WANDB_API_KEY", secret)  # the root conftest keeps WANDB_MODE=disabled
     status = main(
         [
             "train",
@@ -48,6 +50,11 @@ def test_default_runs_end_to_end(tmp_path, capsys):
         assert (tmp_path / name).is_file(), name
     info = json.loads((tmp_path / "run_info.json").read_text())
     assert info["packages"]["jax"] and "devices" in info and info["mesh"]["axis_names"]
+    # Credentials come only from the environment and are never written into the workdir
+    # (config dump, run info, metrics, checkpoints).
+    for path in tmp_path.rglob("*"):
+        if path.is_file():
+            assert secret.encode() not in path.read_bytes(), path
 
 
 def test_bad_key_on_the_command_line_is_one_line(tmp_path, capsys):

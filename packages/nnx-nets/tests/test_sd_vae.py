@@ -11,6 +11,7 @@ import torch
 from flax import nnx
 
 from nnx_nets import SDVAE, DiagonalGaussian, sd_vae_from_preset
+from nnx_nets.sd_vae_blocks import vae_conv
 
 torch.set_num_threads(1)
 
@@ -19,12 +20,20 @@ def _random_model(ctor, seed: int = 0, scale: float = 0.2):
     """Build abstractly and fill every parameter from a host RNG (no initialiser compiles)."""
     graphdef, state = nnx.split(nnx.eval_shape(ctor))
     rng = np.random.default_rng(seed)
-    state = jax.tree.map(lambda s: jnp.asarray(scale * rng.standard_normal(s.shape), s.dtype), state)
+    state = jax.tree.map(
+        lambda s: jnp.asarray(scale * rng.standard_normal(s.shape), s.dtype), state
+    )
     return nnx.merge(graphdef, state)
 
 
 def _tiny(**kwargs) -> SDVAE:
-    return SDVAE(block_out_channels=(8, 16), layers_per_block=1, norm_num_groups=4, rngs=nnx.Rngs(0), **kwargs)
+    return SDVAE(
+        block_out_channels=(8, 16),
+        layers_per_block=1,
+        norm_num_groups=4,
+        rngs=nnx.Rngs(0),
+        **kwargs,
+    )
 
 
 def _count(module) -> int:
@@ -72,40 +81,43 @@ def test_posterior_clamps_and_samples():
 
 def test_shapes_dtype_and_errors():
     model = _random_model(_tiny)
-    images = jax.random.uniform(jax.random.key(1), (2, 8, 12, 3), minval=-1, maxval=1)
+    images = jnp.asarray(np.random.default_rng(1).uniform(-1, 1, (2, 8, 12, 3)), jnp.float32)
 
     @nnx.jit
     def run(model, images, key):
-        posterior = model.encode(images)
-        return posterior, model.decode(posterior.mean), model(images, key)
+        return model.encode(images), model(images, key)
 
-    posterior, decoded, sampled = run(model, images, jax.random.key(2))
+    posterior, sampled = run(model, images, jax.random.key(2))
     assert posterior.mean.shape == posterior.logvar.shape == (2, 4, 6, 4)
-    assert decoded.shape == sampled.shape == (2, 8, 12, 3)
-    assert sampled.dtype == jnp.float32
-    assert not np.allclose(np.asarray(sampled), np.asarray(decoded))
+    assert sampled.shape == (2, 8, 12, 3) and sampled.dtype == jnp.float32
+    assert np.isfinite(np.asarray(sampled)).all() and float(jnp.abs(sampled).max()) > 0.1
+    # bfloat16 compute: parameters and outputs stay float32; bf16's 8-bit mantissa gives
+    # relative errors ~1e-2 after a few layers, so 5% of the output scale is the bound.
+    low = nnx.eval_shape(lambda: _tiny(dtype=jnp.bfloat16))
+    nnx.update(low, nnx.state(model))
+    fast = nnx.jit(lambda m, x: m.encode(x).mean)(low, images)
+    assert fast.dtype == jnp.float32
+    assert jax.tree.leaves(nnx.state(low, nnx.Param))[0].dtype == jnp.float32
+    scale = float(jnp.abs(posterior.mean).max())
+    assert float(jnp.abs(fast - posterior.mean).max()) < 0.05 * scale
     with pytest.raises(ValueError, match="multiple of 2"):
         model.encode(jnp.zeros((1, 7, 8, 3)))
-    # The default initialisation (one eager construction): unit GroupNorm scales, zero biases.
-    fresh = _tiny()
-    np.testing.assert_array_equal(np.asarray(fresh.encoder.norm_out.scale[...]), np.ones(16))
-    assert not np.asarray(fresh.decoder.conv_out.bias[...]).any()
-    assert np.asarray(fresh.encoder.conv_in.kernel[...]).std() > 0.05
     with pytest.raises(ValueError, match="GroupNorm groups"):
-        nnx.eval_shape(lambda: SDVAE(block_out_channels=(8, 12), norm_num_groups=8, rngs=nnx.Rngs(0)))
+        nnx.eval_shape(
+            lambda: SDVAE(block_out_channels=(8, 12), norm_num_groups=8, rngs=nnx.Rngs(0))
+        )
     with pytest.raises(ValueError, match="unknown SD-VAE preset"):
         sd_vae_from_preset("sdxl-vae", rngs=nnx.Rngs(0))
 
 
-def test_bfloat16_compute_keeps_float32_outputs():
-    model = _random_model(_tiny)
-    low = nnx.eval_shape(lambda: _tiny(dtype=jnp.bfloat16))
-    nnx.update(low, nnx.state(model))
-    images = jax.random.uniform(jax.random.key(3), (1, 8, 8, 3), minval=-1, maxval=1)
-    encode = nnx.jit(lambda m, x: m.encode(x).mean)
-    reference, fast = encode(model, images), encode(low, images)
-    assert fast.dtype == jnp.float32
-    assert jax.tree.leaves(nnx.state(low, nnx.Param))[0].dtype == jnp.float32
-    # bf16 has an 8-bit mantissa: relative error ~1e-2 after a few layers.
-    scale = float(jnp.abs(reference).max())
-    assert float(jnp.abs(fast - reference).max()) < 0.05 * scale
+def test_conv_kernels_are_lecun_normal():
+    # Conv kernels are drawn as (kh*kw*in, out) matrices and reshaped (XLA:CPU compiles 4-D
+    # random draws very slowly); the distribution is still LeCun normal with fan_in = 9 * in.
+    conv = vae_conv(64, 32, 3, dtype=jnp.float32, precision=None, rngs=nnx.Rngs(0))
+    kernel = np.asarray(conv.kernel[...])
+    assert kernel.shape == (3, 3, 64, 32)
+    expected_std = 1 / np.sqrt(9 * 64)  # truncated normal rescaled to this std
+    # 18432 draws: the sample std is within 3% of the target.
+    assert abs(kernel.std() / expected_std - 1) < 0.03
+    assert np.abs(kernel).max() <= 2 * expected_std / 0.8796 + 1e-6  # truncated at 2 sigma
+    assert not np.asarray(conv.bias[...]).any()

@@ -47,8 +47,13 @@ def test_preset_counts_match_diffusers_rae_decoder(name):
     stem = nnx.eval_shape(lambda: rae_decoder_from_preset(name, depth=0, rngs=nnx.Rngs(0)))
     layer = nnx.eval_shape(
         lambda: ViTMAELayer(
-            preset["hidden_size"], preset["num_heads"], preset["intermediate_size"],
-            layer_norm_eps=1e-12, dtype=jnp.float32, precision=None, rngs=nnx.Rngs(0),
+            preset["hidden_size"],
+            preset["num_heads"],
+            preset["intermediate_size"],
+            layer_norm_eps=1e-12,
+            dtype=jnp.float32,
+            precision=None,
+            rngs=nnx.Rngs(0),
         )
     )
     assert _count(stem) + preset["depth"] * _count(layer) == expected
@@ -76,14 +81,23 @@ def _random_model(ctor, seed: int = 0, scale: float = 0.3):
     """Build abstractly and fill every parameter from a host RNG (no initialiser compiles)."""
     graphdef, state = nnx.split(nnx.eval_shape(ctor))
     rng = np.random.default_rng(seed)
-    state = jax.tree.map(lambda s: jnp.asarray(scale * rng.standard_normal(s.shape), s.dtype), state)
+    state = jax.tree.map(
+        lambda s: jnp.asarray(scale * rng.standard_normal(s.shape), s.dtype), state
+    )
     return nnx.merge(graphdef, state)
 
 
 def _tiny_decoder(**kwargs) -> RAEDecoder:
     return RAEDecoder(
-        hidden_size=16, depth=1, num_heads=2, intermediate_size=32, latent_dim=8,
-        grid_size=4, patch_size=2, rngs=nnx.Rngs(0), **kwargs,
+        hidden_size=16,
+        depth=1,
+        num_heads=2,
+        intermediate_size=32,
+        latent_dim=8,
+        grid_size=4,
+        patch_size=2,
+        rngs=nnx.Rngs(0),
+        **kwargs,
     )
 
 
@@ -99,16 +113,15 @@ def test_unpatchify_places_each_token_in_its_block():
     assert image[0, r * p + i, col * p + j, ch] == 1000 * (r * g + col) + (i * p + j) * c + ch
 
 
-def test_decoder_output_range_convention_and_errors():
-    model = _random_model(_tiny_decoder)
-    latents = jax.random.normal(jax.random.key(0), (2, 4, 4, 8))
-    run = nnx.jit(lambda m, z: (m.predict_patches(z), m(z)))
-    patches, images = run(model, latents)
+def test_decoder_shapes_and_errors():
+    # The output convention (2 * (unpatchify * std + mean) - 1) is checked against diffusers'
+    # RAEDecoder in nnx-weightconv's parity test; here only the abstract shapes and errors.
+    model = nnx.eval_shape(_tiny_decoder)
+    latents = jax.ShapeDtypeStruct((2, 4, 4, 8), jnp.float32)
+    patches, images = nnx.eval_shape(lambda m, z: (m.predict_patches(z), m(z)), model, latents)
     assert patches.shape == (2, 16, 12) and images.shape == (2, 8, 8, 3)
-    # images = 2 * (unpatchify(patches) * std + mean) - 1 (RAE's [0, 1] mapped to [-1, 1]).
-    expected = 2 * (np.asarray(model.unpatchify(patches)) * np.array(model.image_std)
-                    + np.array(model.image_mean)) - 1
-    np.testing.assert_allclose(np.asarray(images), expected, atol=1e-5)
+    assert images.dtype == jnp.float32
+    assert model.pos_embed().shape == (1, 17, 16)
     with pytest.raises(ValueError, match="do not match the decoder"):
         model.predict_patches(jnp.zeros((1, 5, 5, 8)))
     with pytest.raises(ValueError, match="unknown RAE decoder preset"):

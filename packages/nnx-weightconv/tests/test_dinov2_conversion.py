@@ -9,7 +9,6 @@ import functools
 import pathlib
 import tempfile
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -60,7 +59,14 @@ def _torch_dinov2(registers: bool, swiglu: bool) -> torch.nn.Module:
 
 
 def _abstract_nnx(registers: bool, swiglu: bool, **kwargs) -> DINOv2:
-    return nnx.eval_shape(
+    """A fresh abstract model; the constructor is traced once per configuration."""
+    return nnx.clone(_abstract_model(registers, swiglu, tuple(sorted(kwargs.items()))))
+
+
+@functools.cache
+def _abstract_model(registers: bool, swiglu: bool, extra: tuple):
+    kwargs = dict(extra)
+    model = nnx.eval_shape(
         lambda: DINOv2(
             hidden_size=WIDTH,
             depth=DEPTH,
@@ -73,6 +79,7 @@ def _abstract_nnx(registers: bool, swiglu: bool, **kwargs) -> DINOv2:
             **kwargs,
         )
     )
+    return model
 
 
 @functools.cache
@@ -135,7 +142,9 @@ def test_parity_with_transformers(variant, size):
     images = rng.standard_normal((2, *size, 3)).astype(np.float32)
     out = _forward(case["model"], images)
     with torch.no_grad():
-        ref = case["torch"](torch.from_numpy(images.transpose(0, 3, 1, 2)), output_hidden_states=True)
+        ref = case["torch"](
+            torch.from_numpy(images.transpose(0, 3, 1, 2)), output_hidden_states=True
+        )
     last = ref.last_hidden_state.numpy()
     first_patch = 5 if case["registers"] else 1
     assert np.abs(last).max() > 0.5  # the comparison is not between near-zero tensors
@@ -144,9 +153,7 @@ def test_parity_with_transformers(variant, size):
     np.testing.assert_allclose(
         np.asarray(out["register_tokens"]), last[:, 1:first_patch], atol=ATOL
     )
-    np.testing.assert_allclose(
-        np.asarray(out["block_1"]), ref.hidden_states[1].numpy(), atol=ATOL
-    )
+    np.testing.assert_allclose(np.asarray(out["block_1"]), ref.hidden_states[1].numpy(), atol=ATOL)
 
 
 def test_final_norm_without_affine():
@@ -159,7 +166,9 @@ def test_final_norm_without_affine():
     affine_out = _forward(case["model"], images)["patch_tokens"]
     plain_out = _forward(plain, images)["patch_tokens"]
     weight, bias = case["file"]["layernorm.weight"], case["file"]["layernorm.bias"]
-    np.testing.assert_allclose(np.asarray(plain_out) * weight + bias, np.asarray(affine_out), atol=1e-5)
+    np.testing.assert_allclose(
+        np.asarray(plain_out) * weight + bias, np.asarray(affine_out), atol=1e-5
+    )
     assert np.abs(np.asarray(plain_out) - np.asarray(affine_out)).max() > 0.1
 
 
@@ -180,7 +189,10 @@ def _hub_dict(file_dict: dict, depth: int) -> dict:
         src, dst = f"encoder.layer.{i}", f"blocks.{i}"
         for suffix in ("weight", "bias"):
             out[f"{dst}.attn.qkv.{suffix}"] = np.concatenate(
-                [file_dict[f"{src}.attention.attention.{n}.{suffix}"] for n in ("query", "key", "value")]
+                [
+                    file_dict[f"{src}.attention.attention.{n}.{suffix}"]
+                    for n in ("query", "key", "value")
+                ]
             )
             out[f"{dst}.attn.proj.{suffix}"] = file_dict[f"{src}.attention.output.dense.{suffix}"]
             out[f"{dst}.norm1.{suffix}"] = file_dict[f"{src}.norm1.{suffix}"]
@@ -257,8 +269,13 @@ def test_hub_layout_matches_timm():
     from timm.models.vision_transformer import VisionTransformer
 
     reference = VisionTransformer(
-        img_size=IMAGE, patch_size=PATCH, embed_dim=WIDTH, depth=DEPTH, num_heads=HEADS,
-        init_values=0.5, num_classes=0,
+        img_size=IMAGE,
+        patch_size=PATCH,
+        embed_dim=WIDTH,
+        depth=DEPTH,
+        num_heads=HEADS,
+        init_values=0.5,
+        num_classes=0,
     )
     _randomise(reference, seed=5)
     reference.eval()

@@ -6,6 +6,8 @@ grid of width 24, with 2 x 2 output patches, every parameter drawn N(0, 0.3^2). 
 real one because diffusers' sin-cos helper rescales positions by 16 / grid for other grids.
 """
 
+import functools
+
 import numpy as np
 import pytest
 import torch
@@ -54,13 +56,25 @@ def reference():
     return model, {k: v.numpy() for k, v in model.state_dict().items()}
 
 
-def _abstract_decoder() -> RAEDecoder:
+@functools.cache
+def _abstract_model() -> RAEDecoder:
     return nnx.eval_shape(
         lambda: RAEDecoder(
-            hidden_size=HIDDEN, depth=DEPTH, num_heads=HEADS, intermediate_size=MLP,
-            latent_dim=LATENT, grid_size=GRID, patch_size=PATCH, rngs=nnx.Rngs(0),
+            hidden_size=HIDDEN,
+            depth=DEPTH,
+            num_heads=HEADS,
+            intermediate_size=MLP,
+            latent_dim=LATENT,
+            grid_size=GRID,
+            patch_size=PATCH,
+            rngs=nnx.Rngs(0),
         )
     )
+
+
+def _abstract_decoder() -> RAEDecoder:
+    """A fresh abstract model (the constructor is traced once per module)."""
+    return nnx.clone(_abstract_model())
 
 
 def _rae_layout(state_dict: dict, pos_embed: np.ndarray) -> dict:
@@ -110,16 +124,27 @@ def test_rae_layout_names_match_transformers_vit_mae(reference, tmp_path):
     from transformers import ViTMAEConfig, ViTMAEForPreTraining
 
     config = ViTMAEConfig(
-        hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32,
-        decoder_hidden_size=16, decoder_num_hidden_layers=1, decoder_num_attention_heads=2,
-        decoder_intermediate_size=32, image_size=8, patch_size=4,
+        hidden_size=16,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=32,
+        decoder_hidden_size=16,
+        decoder_num_hidden_layers=1,
+        decoder_num_attention_heads=2,
+        decoder_intermediate_size=32,
+        image_size=8,
+        patch_size=4,
     )
     ViTMAEForPreTraining(config).save_pretrained(tmp_path)
     file_keys = read_state_dict(tmp_path / "model.safetensors")
     prefix = "vit.encoder.layer.0."
-    vit_mae = {k[len(prefix):] for k in file_keys if k.startswith(prefix)}
+    vit_mae = {k[len(prefix) :] for k in file_keys if k.startswith(prefix)}
     rules = rae_decoder_rules(_abstract_decoder(), layout="rae")
-    ours = {r.source[len("decoder_layers.0."):] for r in rules if r.source.startswith("decoder_layers.0.")}
+    ours = {
+        r.source[len("decoder_layers.0.") :]
+        for r in rules
+        if r.source.startswith("decoder_layers.0.")
+    }
     assert ours == vit_mae
 
 
@@ -157,9 +182,14 @@ def test_round_trip_is_exact(reference):
             np.testing.assert_array_equal(reloaded[key], value)
     # A torch model accepts the export with strict key checking.
     torch_again = TorchRAEDecoder(
-        hidden_size=LATENT, decoder_hidden_size=HIDDEN, decoder_num_hidden_layers=DEPTH,
-        decoder_num_attention_heads=HEADS, decoder_intermediate_size=MLP,
-        num_patches=GRID * GRID, patch_size=PATCH, image_size=GRID * PATCH,
+        hidden_size=LATENT,
+        decoder_hidden_size=HIDDEN,
+        decoder_num_hidden_layers=DEPTH,
+        decoder_num_attention_heads=HEADS,
+        decoder_intermediate_size=MLP,
+        num_patches=GRID * GRID,
+        patch_size=PATCH,
+        image_size=GRID * PATCH,
     )
     exported = export_state_dict(model, rae_decoder_rules(model, layout="diffusers"))
     torch_again.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in exported.items()})

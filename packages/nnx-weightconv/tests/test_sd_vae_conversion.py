@@ -5,6 +5,7 @@ with every parameter drawn N(0, 0.2^2): three levels exercise both asymmetric do
 both upsamplers and the 1x1 shortcut convs in encoder and decoder.
 """
 
+import functools
 import json
 import pathlib
 
@@ -49,13 +50,21 @@ def reference():
     return model, state_dict
 
 
-def _abstract_vae() -> SDVAE:
+@functools.cache
+def _abstract_model() -> SDVAE:
     return nnx.eval_shape(
         lambda: SDVAE(
-            block_out_channels=WIDTHS, layers_per_block=LAYERS, norm_num_groups=GROUPS,
+            block_out_channels=WIDTHS,
+            layers_per_block=LAYERS,
+            norm_num_groups=GROUPS,
             rngs=nnx.Rngs(0),
         )
     )
+
+
+def _abstract_vae() -> SDVAE:
+    """A fresh abstract model (the constructor is traced once per module)."""
+    return nnx.clone(_abstract_model())
 
 
 def _to_old_names(state_dict: dict) -> dict:
@@ -105,8 +114,10 @@ def test_old_attention_names_are_the_ones_diffusers_renames(reference, tmp_path)
     assert "encoder.mid_block.attentions.0.proj_attn.weight" in old
     # diffusers itself accepts this old-name file (it renames the deprecated attention keys
     # on load), so these are the names of the 2022 uploads it supports.
-    save_file({k: np.ascontiguousarray(v) for k, v in old.items()},
-              str(tmp_path / "diffusion_pytorch_model.safetensors"))
+    save_file(
+        {k: np.ascontiguousarray(v) for k, v in old.items()},
+        str(tmp_path / "diffusion_pytorch_model.safetensors"),
+    )
     (tmp_path / "config.json").write_text(json.dumps({"_class_name": "AutoencoderKL", **CONFIG}))
     reloaded = AutoencoderKL.from_pretrained(str(tmp_path)).eval()
     for key, value in torch_model.state_dict().items():

@@ -138,11 +138,11 @@ def check_data_fits_model(
     """
     model = config.model
     height, width, channels = shape
-    size = model.get("input_size", None)
+    size = model.get("input_size", model.get("img_resolution", None))
     if size is not None and (height, width) != (size, size):
         raise ConfigError(
-            f"The data has {height}x{width} inputs but model.input_size={size}; set "
-            f"--config.model.input_size={height} (or change the data)."
+            f"The data has {height}x{width} inputs but the model is built for {size}x{size} "
+            f"(model.input_size / img_resolution); set it to {height} (or change the data)."
         )
     patch = model.get("patch_size", None)
     if patch and (height % patch or width % patch):
@@ -150,11 +150,11 @@ def check_data_fits_model(
             f"Image size {height}x{width} is not divisible by model.patch_size={patch}; choose a "
             "patch size that divides it."
         )
-    expected = model.get("in_channels", None)
+    expected = model.get("in_channels", model.get("img_channels", None))
     if expected is not None and channels != expected:
         raise ConfigError(
-            f"The data has {channels} channels but model.in_channels={expected}; set "
-            f"--config.model.in_channels={channels}."
+            f"The data has {channels} channels but the model takes {expected} "
+            f"(model.in_channels / img_channels); set it to {channels}."
         )
     model_classes = model.get("num_classes", None)
     if model_classes is not None and num_classes > model_classes:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 import re
 import sys
+import warnings
 from collections.abc import Sequence
 
 from ml_collections import ConfigDict
@@ -45,10 +46,16 @@ def parse_args(argv: Sequence[str], *, default_config: str) -> tuple[ConfigDict,
       ConfigError: unknown flag, unknown or misspelled config key, unreadable config file or
         a value of the wrong type.
     """
+    with warnings.catch_warnings():
+        # ml_collections loads config files with the deprecated importlib load_module().
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return _parse(list(argv), default_config)
+
+
+def _parse(argv: list[str], default_config: str) -> tuple[ConfigDict, str]:
     from absl import flags
     from ml_collections import config_flags
 
-    argv = list(argv)
     values = flags.FlagValues()
     try:
         holder = config_flags.DEFINE_config_file(

@@ -386,10 +386,12 @@ def make_tiny(
     config.data = synthetic_data(shape=shape, num_classes=num_classes, num_examples=64)
     config.loader.read_threads = 0
     config.loader.prefetch_batches = 1
-    if "input_size" in config.model:
-        config.model.input_size = shape[0]
-    if "in_channels" in config.model:
-        config.model.in_channels = shape[-1]
+    for key in ("input_size", "img_resolution"):
+        if key in config.model:
+            config.model[key] = shape[0]
+    for key in ("in_channels", "img_channels"):
+        if key in config.model:
+            config.model[key] = shape[-1]
     if "num_classes" in config.model:
         config.model.num_classes = num_classes
     for key, value in model.items():

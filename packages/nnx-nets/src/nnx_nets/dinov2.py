@@ -27,6 +27,7 @@ from nnx_nets.dinov2_pos_embed import (
     PosEmbedInterpolation,
     resize_pos_grid,
 )
+from nnx_nets.flat_init import flat_initializer
 from nnx_nets.vision_attention import PrecisionLike, VisionSelfAttention, dense, matmul_precision
 
 # name: hidden_size, depth, num_heads, ffn ("mlp" | "swiglu"); patch 14, 518 px, mlp ratio 4.
@@ -63,8 +64,12 @@ class _GeluMLP(nnx.Module):
     """fc1 -> exact-erf GELU -> fc2."""
 
     def __init__(self, width: int, hidden: int, *, dtype, precision, rngs: nnx.Rngs):
-        self.fc1 = dense(width, hidden, ("embed", "mlp"), dtype=dtype, precision=precision, rngs=rngs)
-        self.fc2 = dense(hidden, width, ("mlp", "embed"), dtype=dtype, precision=precision, rngs=rngs)
+        self.fc1 = dense(
+            width, hidden, ("embed", "mlp"), dtype=dtype, precision=precision, rngs=rngs
+        )
+        self.fc2 = dense(
+            hidden, width, ("mlp", "embed"), dtype=dtype, precision=precision, rngs=rngs
+        )
 
     def __call__(self, x: jax.Array) -> jax.Array:
         return self.fc2(jax.nn.gelu(self.fc1(x), approximate=False))
@@ -121,7 +126,9 @@ class DINOv2Block(nnx.Module):
             case "mlp":
                 self.mlp = _GeluMLP(hidden_size, int(hidden_size * mlp_ratio), **kwargs)
             case "swiglu":
-                self.mlp = _SwiGLU(hidden_size, swiglu_hidden_size(hidden_size, mlp_ratio), **kwargs)
+                self.mlp = _SwiGLU(
+                    hidden_size, swiglu_hidden_size(hidden_size, mlp_ratio), **kwargs
+                )
             case _:
                 raise ValueError(f"unknown ffn {ffn!r}; choose 'mlp' or 'swiglu' (ViT-g)")
         self.ls2 = nnx.Param(
@@ -213,12 +220,14 @@ class DINOv2(nnx.Module):
             dtype=dtype,
             param_dtype=jnp.float32,
             precision=precision,
-            kernel_init=init,
+            kernel_init=flat_initializer(init),
             kernel_metadata={"logical_axes": (None, None, "channels", "embed")},
             bias_metadata={"logical_axes": ("embed",)},
             rngs=rngs,
         )
-        self.cls_token = nnx.Param(init(rngs.params(), (1, 1, hidden_size)), logical_axes=(None, None, "embed"))
+        self.cls_token = nnx.Param(
+            init(rngs.params(), (1, 1, hidden_size)), logical_axes=(None, None, "embed")
+        )
         # Used only by DINOv2's masked-image pretraining; kept so checkpoints load and export 1:1.
         self.mask_token = nnx.Param(jnp.zeros((1, hidden_size)), logical_axes=(None, "embed"))
         self.pos_embed = nnx.Param(

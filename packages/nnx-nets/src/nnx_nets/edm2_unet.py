@@ -22,7 +22,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from nnx_nets.mp_layers import MPConv, MPFourier, mp_cat, mp_silu, mp_sum, normalize
-from nnx_nets.vision_attention import PrecisionLike
+from nnx_nets.vision_attention import PrecisionLike, matmul_precision
 
 # model_channels and dropout of the ImageNet-512 presets (REFERENCE.md, section 2.6).
 EDM2_PRESETS: dict[str, dict] = {
@@ -72,22 +72,29 @@ class EDM2Block(nnx.Module):
         rngs: nnx.Rngs,
     ):
         if flavor not in ("enc", "dec") or resample not in ("keep", "down", "up"):
-            raise ValueError(f"flavor must be 'enc'/'dec' and resample 'keep'/'down'/'up', got {flavor!r}, {resample!r}")
+            raise ValueError(
+                f"flavor must be 'enc'/'dec' and resample 'keep'/'down'/'up', got {flavor!r}, {resample!r}"
+            )
         conv = {"dtype": dtype, "precision": precision, "rngs": rngs}
         self.flavor, self.resample = flavor, resample
         self.num_heads = out_channels // channels_per_head if attention else 0
         self.res_balance, self.attn_balance, self.clip_act = res_balance, attn_balance, clip_act
         self.emb_gain = nnx.Param(jnp.zeros(()), logical_axes=())
-        self.conv_res0 = MPConv(out_channels if flavor == "enc" else in_channels, out_channels, 3, **conv)
+        self.conv_res0 = MPConv(
+            out_channels if flavor == "enc" else in_channels, out_channels, 3, **conv
+        )
         self.emb_linear = MPConv(emb_channels, out_channels, 0, **conv)
         self.conv_res1 = MPConv(out_channels, out_channels, 3, **conv)
-        self.conv_skip = MPConv(in_channels, out_channels, 1, **conv) if in_channels != out_channels else None
+        self.conv_skip = (
+            MPConv(in_channels, out_channels, 1, **conv) if in_channels != out_channels else None
+        )
         if self.num_heads:
             self.attn_qkv = MPConv(out_channels, 3 * out_channels, 1, **conv)
             self.attn_proj = MPConv(out_channels, out_channels, 1, **conv)
         else:
             self.attn_qkv = self.attn_proj = None
-        self.dropout = nnx.Dropout(dropout, rngs=rngs)
+        # Only a block that drops holds an RNG stream (its state then includes the stream).
+        self.dropout = nnx.Dropout(dropout, rngs=rngs) if dropout else None
         self.precision = precision
 
     def _resample(self, x: jax.Array) -> jax.Array:
@@ -105,7 +112,7 @@ class EDM2Block(nnx.Module):
         y = self.attn_qkv(x).reshape(batch, height * width, self.num_heads, head_dim, 3)
         y = normalize(y, axis=3)
         q, k, v = (y[..., i] for i in range(3))
-        with jax.default_matmul_precision("highest") if self.precision == jax.lax.Precision.HIGHEST else _null():
+        with matmul_precision(self.precision):
             y = jax.nn.dot_product_attention(q, k, v)
         return self.attn_proj(y.reshape(batch, height, width, channels))
 
@@ -119,7 +126,11 @@ class EDM2Block(nnx.Module):
         y = self.conv_res0(mp_silu(x))
         scale = self.emb_linear(emb, gain=self.emb_gain[...]) + 1
         y = mp_silu(y * scale[:, None, None, :].astype(y.dtype))
-        y = self.conv_res1(self.dropout(y))
+        if self.dropout is not None:
+            # Dropout on a (B, H*W*C) view: the same iid mask, without the slow XLA:CPU
+            # compile of 4-D threefry draws (see nnx_nets.flat_init).
+            y = self.dropout(y.reshape(y.shape[0], -1)).reshape(y.shape)
+        y = self.conv_res1(y)
         if self.flavor == "dec" and self.conv_skip is not None:
             x = self.conv_skip(x)
         x = mp_sum(x.astype(y.dtype), y, t=self.res_balance)
@@ -128,12 +139,6 @@ class EDM2Block(nnx.Module):
         if self.clip_act is not None:
             x = jnp.clip(x, -self.clip_act, self.clip_act)
         return x
-
-
-def _null():
-    import contextlib
-
-    return contextlib.nullcontext()
 
 
 class EDM2UNet(nnx.Module):
@@ -179,14 +184,26 @@ class EDM2UNet(nnx.Module):
         rngs: nnx.Rngs,
     ):
         widths = [model_channels * m for m in channel_mult]
-        noise_width = model_channels * channel_mult_noise if channel_mult_noise is not None else widths[0]
-        emb_width = model_channels * channel_mult_emb if channel_mult_emb is not None else max(widths)
+        noise_width = (
+            model_channels * channel_mult_noise if channel_mult_noise is not None else widths[0]
+        )
+        emb_width = (
+            model_channels * channel_mult_emb if channel_mult_emb is not None else max(widths)
+        )
         conv = {"dtype": dtype, "precision": precision, "rngs": rngs}
         block = {
-            "channels_per_head": channels_per_head, "dropout": dropout, "res_balance": res_balance,
-            "attn_balance": attn_balance, "clip_act": clip_act, **conv,
+            "channels_per_head": channels_per_head,
+            "dropout": dropout,
+            "res_balance": res_balance,
+            "attn_balance": attn_balance,
+            "clip_act": clip_act,
+            **conv,
         }
-        self.num_classes, self.label_balance, self.concat_balance = num_classes, label_balance, concat_balance
+        self.num_classes, self.label_balance, self.concat_balance = (
+            num_classes,
+            label_balance,
+            concat_balance,
+        )
         self.img_resolution, self.img_channels = img_resolution, img_channels
         self.out_gain = nnx.Param(jnp.zeros(()), logical_axes=())
         self.emb_fourier = MPFourier(noise_width, rngs=rngs)
@@ -202,7 +219,9 @@ class EDM2UNet(nnx.Module):
                 enc[f"{res}x{res}_conv"] = MPConv(width, level_width, 3, **conv)
                 width = level_width
             else:
-                enc[f"{res}x{res}_down"] = EDM2Block(width, width, emb_width, resample="down", **block)
+                enc[f"{res}x{res}_down"] = EDM2Block(
+                    width, width, emb_width, resample="down", **block
+                )
             skips.append(width)
             for index in range(num_blocks):
                 enc[f"{res}x{res}_block{index}"] = EDM2Block(
@@ -214,14 +233,22 @@ class EDM2UNet(nnx.Module):
         for level, level_width in reversed(list(enumerate(widths))):
             res = img_resolution >> level
             if level == len(widths) - 1:
-                dec[f"{res}x{res}_in0"] = EDM2Block(width, width, emb_width, flavor="dec", attention=True, **block)
+                dec[f"{res}x{res}_in0"] = EDM2Block(
+                    width, width, emb_width, flavor="dec", attention=True, **block
+                )
                 dec[f"{res}x{res}_in1"] = EDM2Block(width, width, emb_width, flavor="dec", **block)
             else:
-                dec[f"{res}x{res}_up"] = EDM2Block(width, width, emb_width, flavor="dec", resample="up", **block)
+                dec[f"{res}x{res}_up"] = EDM2Block(
+                    width, width, emb_width, flavor="dec", resample="up", **block
+                )
             for index in range(num_blocks + 1):
                 dec[f"{res}x{res}_block{index}"] = EDM2Block(
-                    width + skips.pop(), level_width, emb_width, flavor="dec",
-                    attention=res in attn_resolutions, **block,
+                    width + skips.pop(),
+                    level_width,
+                    emb_width,
+                    flavor="dec",
+                    attention=res in attn_resolutions,
+                    **block,
                 )
                 width = level_width
         self.enc_names, self.dec_names = tuple(enc), tuple(dec)
@@ -235,13 +262,19 @@ class EDM2UNet(nnx.Module):
         emb = self.emb_noise(self.emb_fourier(noise_labels.astype(jnp.float32)))
         if self.emb_label is not None:
             if y is None:
-                raise ValueError("this EDM2UNet is class-conditional: pass labels y (num_classes = null)")
-            onehot = jax.nn.one_hot(y, self.num_classes + 1, dtype=jnp.float32)[:, : self.num_classes]
+                raise ValueError(
+                    "this EDM2UNet is class-conditional: pass labels y (num_classes = null)"
+                )
+            onehot = jax.nn.one_hot(y, self.num_classes + 1, dtype=jnp.float32)[
+                :, : self.num_classes
+            ]
             label = self.emb_label(onehot * jnp.sqrt(float(self.num_classes)))
             emb = mp_sum(emb, label.astype(emb.dtype), t=self.label_balance)
         return mp_silu(emb)
 
-    def __call__(self, x: jax.Array, noise_labels: jax.Array, y: jax.Array | None = None) -> jax.Array:
+    def __call__(
+        self, x: jax.Array, noise_labels: jax.Array, y: jax.Array | None = None
+    ) -> jax.Array:
         """Raw network output.
 
         Args:

@@ -26,10 +26,15 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from nnx_nets.flat_init import flat_initializer
 from nnx_nets.vision_attention import PrecisionLike
 
+_normal_flat = flat_initializer(nnx.initializers.normal(1.0))
 
-def normalize(x: jax.Array, axis: int | Sequence[int] | None = None, eps: float = 1e-4) -> jax.Array:
+
+def normalize(
+    x: jax.Array, axis: int | Sequence[int] | None = None, eps: float = 1e-4
+) -> jax.Array:
     """Scale ``x`` to unit RMS over ``axis`` (default: all axes but the first), in float32.
 
     ``x / (eps + ||x|| / sqrt(n))`` with n the number of reduced elements.
@@ -74,7 +79,9 @@ class MPFourier(nnx.Module):
     """
 
     def __init__(self, num_channels: int, bandwidth: float = 1.0, *, rngs: nnx.Rngs):
-        self.freqs = FixedBuffer(2 * np.pi * bandwidth * jax.random.normal(rngs.params(), (num_channels,)))
+        self.freqs = FixedBuffer(
+            2 * np.pi * bandwidth * jax.random.normal(rngs.params(), (num_channels,))
+        )
         self.phases = FixedBuffer(2 * np.pi * jax.random.uniform(rngs.params(), (num_channels,)))
 
     def __call__(self, x: jax.Array) -> jax.Array:
@@ -107,16 +114,22 @@ class MPConv(nnx.Module):
         precision: PrecisionLike = None,
         rngs: nnx.Rngs,
     ):
-        shape = (kernel_size, kernel_size, in_channels, out_channels) if kernel_size else (in_channels, out_channels)
+        shape = (
+            (kernel_size, kernel_size, in_channels, out_channels)
+            if kernel_size
+            else (in_channels, out_channels)
+        )
         axes = (None, None, None, "embed") if kernel_size else (None, "embed")
-        self.weight = nnx.Param(jax.random.normal(rngs.params(), shape), logical_axes=axes)
+        self.weight = nnx.Param(_normal_flat(rngs.params(), shape), logical_axes=axes)
         self.kernel_size = kernel_size
         self.dtype = dtype
         self.precision = precision
 
     def normalized_weight(self) -> jax.Array:
         """``normalize(w)`` per output unit, float32 (what forced normalisation stores)."""
-        return normalize(self.weight[...].astype(jnp.float32), axis=tuple(range(self.weight[...].ndim - 1)))
+        return normalize(
+            self.weight[...].astype(jnp.float32), axis=tuple(range(self.weight[...].ndim - 1))
+        )
 
     def force_normalize(self) -> None:
         """Project the stored weight to unit RMS per output unit in place (Eq. 66)."""
@@ -132,8 +145,12 @@ class MPConv(nnx.Module):
             return jnp.matmul(x, w, precision=self.precision)
         pad = self.kernel_size // 2
         return jax.lax.conv_general_dilated(
-            x, w, window_strides=(1, 1), padding=((pad, pad), (pad, pad)),
-            dimension_numbers=("NHWC", "HWIO", "NHWC"), precision=self.precision,
+            x,
+            w,
+            window_strides=(1, 1),
+            padding=((pad, pad), (pad, pad)),
+            dimension_numbers=("NHWC", "HWIO", "NHWC"),
+            precision=self.precision,
         )
 
 

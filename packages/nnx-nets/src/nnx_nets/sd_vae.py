@@ -60,7 +60,9 @@ class VAELevel(nnx.Module):
     ):
         self.resnets = nnx.List(
             [
-                VAEResnetBlock(in_channels if i == 0 else out_channels, out_channels, opts, rngs=rngs)
+                VAEResnetBlock(
+                    in_channels if i == 0 else out_channels, out_channels, opts, rngs=rngs
+                )
                 for i in range(num_layers)
             ]
         )
@@ -93,8 +95,12 @@ class VAEEncoder(nnx.Module):
             last = index == len(block_out_channels) - 1
             levels.append(
                 VAELevel(
-                    width, out_width, layers_per_block, opts,
-                    resample=None if last else VAEDownsample, rngs=rngs,
+                    width,
+                    out_width,
+                    layers_per_block,
+                    opts,
+                    resample=None if last else VAEDownsample,
+                    rngs=rngs,
                 )
             )
             width = out_width
@@ -135,8 +141,12 @@ class VAEDecoder(nnx.Module):
             last = index == len(widths) - 1
             levels.append(
                 VAELevel(
-                    width, out_width, layers_per_block + 1, opts,
-                    resample=None if last else VAEUpsample, rngs=rngs,
+                    width,
+                    out_width,
+                    layers_per_block + 1,
+                    opts,
+                    resample=None if last else VAEUpsample,
+                    rngs=rngs,
                 )
             )
             width = out_width
@@ -184,7 +194,9 @@ class SDVAE(nnx.Module):
         precision: PrecisionLike = None,
         rngs: nnx.Rngs,
     ):
-        opts = VAEOptions(num_groups=norm_num_groups, eps=norm_eps, dtype=dtype, precision=precision)
+        opts = VAEOptions(
+            num_groups=norm_num_groups, eps=norm_eps, dtype=dtype, precision=precision
+        )
         conv = {"dtype": dtype, "precision": precision, "rngs": rngs}
         self.encoder = VAEEncoder(
             in_channels, latent_channels, block_out_channels, layers_per_block, opts, rngs=rngs

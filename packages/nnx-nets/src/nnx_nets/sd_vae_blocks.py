@@ -22,10 +22,13 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from nnx_nets.flat_init import lecun_normal_flat
 from nnx_nets.vision_attention import PrecisionLike, VisionSelfAttention
 
-_CONV_AXES = {"kernel_metadata": {"logical_axes": (None, None, None, "embed")},
-              "bias_metadata": {"logical_axes": ("embed",)}}
+_CONV_AXES = {
+    "kernel_metadata": {"logical_axes": (None, None, None, "embed")},
+    "bias_metadata": {"logical_axes": ("embed",)},
+}
 
 
 def vae_conv(
@@ -52,6 +55,7 @@ def vae_conv(
         dtype=dtype,
         param_dtype=jnp.float32,
         precision=precision,
+        kernel_init=lecun_normal_flat,
         rngs=rngs,
         **_CONV_AXES,
     )
@@ -91,9 +95,13 @@ class VAEResnetBlock(nnx.Module):
 
     def __init__(self, in_channels: int, out_channels: int, opts: VAEOptions, *, rngs: nnx.Rngs):
         conv = {"dtype": opts.dtype, "precision": opts.precision, "rngs": rngs}
-        self.norm1 = vae_group_norm(in_channels, num_groups=opts.num_groups, eps=opts.eps, rngs=rngs)
+        self.norm1 = vae_group_norm(
+            in_channels, num_groups=opts.num_groups, eps=opts.eps, rngs=rngs
+        )
         self.conv1 = vae_conv(in_channels, out_channels, 3, **conv)
-        self.norm2 = vae_group_norm(out_channels, num_groups=opts.num_groups, eps=opts.eps, rngs=rngs)
+        self.norm2 = vae_group_norm(
+            out_channels, num_groups=opts.num_groups, eps=opts.eps, rngs=rngs
+        )
         self.conv2 = vae_conv(out_channels, out_channels, 3, **conv)
         self.shortcut = (
             vae_conv(in_channels, out_channels, 1, **conv) if in_channels != out_channels else None
@@ -112,8 +120,14 @@ class VAEDownsample(nnx.Module):
 
     def __init__(self, channels: int, opts: VAEOptions, *, rngs: nnx.Rngs):
         self.conv = vae_conv(
-            channels, channels, 3, stride=2, padding=((0, 1), (0, 1)),
-            dtype=opts.dtype, precision=opts.precision, rngs=rngs,
+            channels,
+            channels,
+            3,
+            stride=2,
+            padding=((0, 1), (0, 1)),
+            dtype=opts.dtype,
+            precision=opts.precision,
+            rngs=rngs,
         )
 
     def __call__(self, x: jax.Array) -> jax.Array:
@@ -189,8 +203,10 @@ class DiagonalGaussian:
 
     def sample(self, key: jax.Array) -> jax.Array:
         """z = mean + std * eps with eps ~ N(0, I) drawn from ``key``."""
-        noise = jax.random.normal(key, self.mean.shape, self.mean.dtype)
-        return self.mean + self.std * noise
+        # Drawn as (B, h*w*C) and reshaped: same distribution, and XLA:CPU compiles 4-D
+        # threefry draws very slowly (see nnx_nets.flat_init).
+        noise = jax.random.normal(key, (self.mean.shape[0], self.mean[0].size), self.mean.dtype)
+        return self.mean + self.std * noise.reshape(self.mean.shape)
 
     def mode(self) -> jax.Array:
         """The posterior mean (the deterministic latent)."""

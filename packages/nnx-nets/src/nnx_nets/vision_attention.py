@@ -18,6 +18,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 PrecisionLike = jax.lax.Precision | str | None
+TRUNC_NORMAL_002 = nnx.initializers.truncated_normal(0.02)
 
 
 def matmul_precision(precision: PrecisionLike) -> contextlib.AbstractContextManager:
@@ -40,7 +41,7 @@ def dense(
     dtype: jnp.dtype,
     precision: PrecisionLike,
     rngs: nnx.Rngs,
-    kernel_init: nnx.Initializer = nnx.initializers.truncated_normal(0.02),
+    kernel_init: nnx.Initializer = TRUNC_NORMAL_002,
 ) -> nnx.Linear:
     """An ``nnx.Linear`` with float32 parameters and logical axis names on kernel and bias.
 

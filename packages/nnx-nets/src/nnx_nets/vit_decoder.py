@@ -84,8 +84,12 @@ class ViTMAELayer(nnx.Module):
         self.norm1 = nnx.LayerNorm(hidden_size, **norm)
         self.attn = VisionSelfAttention(hidden_size, num_heads, **kwargs)
         self.norm2 = nnx.LayerNorm(hidden_size, **norm)
-        self.fc1 = dense(hidden_size, intermediate_size, ("embed", "mlp"), kernel_init=_xavier, **kwargs)
-        self.fc2 = dense(intermediate_size, hidden_size, ("mlp", "embed"), kernel_init=_xavier, **kwargs)
+        self.fc1 = dense(
+            hidden_size, intermediate_size, ("embed", "mlp"), kernel_init=_xavier, **kwargs
+        )
+        self.fc2 = dense(
+            intermediate_size, hidden_size, ("mlp", "embed"), kernel_init=_xavier, **kwargs
+        )
         self.dtype = dtype
 
     def __call__(self, x: jax.Array, *, rope: None = None) -> jax.Array:
@@ -140,12 +144,20 @@ class RAEDecoder(nnx.Module):
                 f"image_mean/image_std need {out_channels} entries (one per output channel)"
             )
         kwargs = {"dtype": dtype, "precision": precision, "rngs": rngs}
-        self.decoder_embed = dense(latent_dim, hidden_size, (None, "embed"), kernel_init=_xavier, **kwargs)
-        self.cls_token = nnx.Param(jnp.zeros((1, 1, hidden_size)), logical_axes=(None, None, "embed"))
+        self.decoder_embed = dense(
+            latent_dim, hidden_size, (None, "embed"), kernel_init=_xavier, **kwargs
+        )
+        self.cls_token = nnx.Param(
+            jnp.zeros((1, 1, hidden_size)), logical_axes=(None, None, "embed")
+        )
         self.layers = nnx.List(
             [
                 ViTMAELayer(
-                    hidden_size, num_heads, intermediate_size, layer_norm_eps=layer_norm_eps, **kwargs
+                    hidden_size,
+                    num_heads,
+                    intermediate_size,
+                    layer_norm_eps=layer_norm_eps,
+                    **kwargs,
                 )
                 for _ in range(depth)
             ]
@@ -159,7 +171,11 @@ class RAEDecoder(nnx.Module):
             rngs=rngs,
         )
         self.pred = dense(
-            hidden_size, patch_size**2 * out_channels, ("embed", None), kernel_init=_xavier, **kwargs
+            hidden_size,
+            patch_size**2 * out_channels,
+            ("embed", None),
+            kernel_init=_xavier,
+            **kwargs,
         )
         self.hidden_size = hidden_size
         self.latent_dim = latent_dim
@@ -196,7 +212,9 @@ class RAEDecoder(nnx.Module):
                 "or build the decoder with another grid_size/latent_dim"
             )
         with matmul_precision(self.precision):
-            tokens = self.decoder_embed(latents.reshape(batch, height * width, channels).astype(self.dtype))
+            tokens = self.decoder_embed(
+                latents.reshape(batch, height * width, channels).astype(self.dtype)
+            )
             cls = jnp.broadcast_to(self.cls_token[...], (batch, 1, self.hidden_size))
             x = jnp.concatenate([cls.astype(tokens.dtype), tokens], axis=1)
             x = x + jnp.asarray(self.pos_embed(), x.dtype)
@@ -238,10 +256,18 @@ class LatentNormalizer(nnx.Module):
       eps: added to the variance (1e-5).
     """
 
-    def __init__(self, var: jax.Array | np.ndarray, mean: jax.Array | np.ndarray | None = None, *, eps: float = 1e-5):
+    def __init__(
+        self,
+        var: jax.Array | np.ndarray,
+        mean: jax.Array | np.ndarray | None = None,
+        *,
+        eps: float = 1e-5,
+    ):
         var = jnp.asarray(var, jnp.float32)
         if var.ndim != 3:
-            raise ValueError(f"var must be (H, W, C), got shape {var.shape}; use from_chw for [C, H, W]")
+            raise ValueError(
+                f"var must be (H, W, C), got shape {var.shape}; use from_chw for [C, H, W]"
+            )
         if mean is not None and tuple(np.shape(mean)) != var.shape:
             raise ValueError(f"mean shape {np.shape(mean)} differs from var shape {var.shape}")
         self.var = LatentStats(var)

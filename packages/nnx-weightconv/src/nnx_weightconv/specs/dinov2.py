@@ -145,7 +145,9 @@ def dinov2_rules(model, *, layout: str = "hf") -> list[Rule]:
         case "hub":
             return _hub_rules(model)
         case _:
-            raise ValueError(f"unknown DINOv2 key layout {layout!r}; choose one of {DINOV2_LAYOUTS}")
+            raise ValueError(
+                f"unknown DINOv2 key layout {layout!r}; choose one of {DINOV2_LAYOUTS}"
+            )
 
 
 def dinov2_layout(state_dict: Mapping[str, np.ndarray]) -> str:

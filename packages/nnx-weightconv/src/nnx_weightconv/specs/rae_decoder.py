@@ -59,7 +59,9 @@ def rae_decoder_rules(model, *, layout: str = "rae", prefix: str = "") -> list[R
       ValueError: unknown layout.
     """
     if layout not in _ATTENTION:
-        raise ValueError(f"unknown RAE decoder layout {layout!r}; choose one of {RAE_DECODER_LAYOUTS}")
+        raise ValueError(
+            f"unknown RAE decoder layout {layout!r}; choose one of {RAE_DECODER_LAYOUTS}"
+        )
     p = prefix
     rules = linear_rules(f"{p}decoder_embed", "decoder_embed")
     rules.append(Rule(f"{p}trainable_cls_token", "cls_token"))

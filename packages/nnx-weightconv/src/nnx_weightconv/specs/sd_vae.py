@@ -20,7 +20,14 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from nnx_weightconv.core import ConversionError, Rule, conv_rules, linear_rules, load_into, norm_rules
+from nnx_weightconv.core import (
+    ConversionError,
+    Rule,
+    conv_rules,
+    linear_rules,
+    load_into,
+    norm_rules,
+)
 
 SD_VAE_ATTENTION_NAMES: dict[str, tuple[str, str, str, str]] = {
     "new": ("to_q", "to_k", "to_v", "to_out.0"),
