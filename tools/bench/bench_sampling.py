@@ -49,7 +49,6 @@ def jax_sampler(kwargs: dict, num_samples: int):
 
 def torch_sampler(kwargs: dict, num_samples: int):
     import torch
-
     from torch_dit import DiT as TorchDiT
 
     torch.manual_seed(0)

@@ -24,7 +24,9 @@ GROWTH_SIZES = ["tiny", "S", "B"]
 
 
 def _case(size, resolution, channels, batch) -> tuple[str, dict, tuple]:
-    kwargs = dit_steps.dit_kwargs(size, resolution=resolution, channels=channels, patch=2, classes=10)
+    kwargs = dit_steps.dit_kwargs(
+        size, resolution=resolution, channels=channels, patch=2, classes=10
+    )
     arrays = dit_steps.batch_arrays(batch, resolution, channels, 10)
     return f"DiT-{size}/2 {resolution}x{resolution}x{channels} batch {batch}", kwargs, arrays
 

@@ -59,7 +59,9 @@ def _perturbed(model: nnx.Module) -> nnx.Module:
     but a zero network would hide mistakes)."""
     params = nnx.state(model, nnx.Param)
     keys = iter(jax.random.split(jax.random.key(1), len(jax.tree.leaves(params))))
-    nnx.update(model, jax.tree.map(lambda p: p + 0.02 * jax.random.normal(next(keys), p.shape), params))
+    nnx.update(
+        model, jax.tree.map(lambda p: p + 0.02 * jax.random.normal(next(keys), p.shape), params)
+    )
     return model
 
 
@@ -157,7 +159,6 @@ def library_step(kwargs: dict, x0, y):
 def torch_step(kwargs: dict, x0, y):
     """The same step in PyTorch eager with the official DiT architecture."""
     import torch
-
     from torch_dit import DiT as TorchDiT
 
     torch.manual_seed(0)

@@ -16,7 +16,6 @@ import dit_steps
 import harness
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 from flax import nnx
 
@@ -68,8 +67,12 @@ def sampling_case(batch: int) -> dict:
 
     @jax.jit
     def generate(state, key):
-        field = ClassifierFreeGuidance(nnx.merge(graphdef, state), labels, null_label=1000, scale=1.5)
-        return sample(field, jax.random.normal(key, (batch, 32, 32, 4)), Euler(), UniformGrid(50)).sample
+        field = ClassifierFreeGuidance(
+            nnx.merge(graphdef, state), labels, null_label=1000, scale=1.5
+        )
+        return sample(
+            field, jax.random.normal(key, (batch, 32, 32, 4)), Euler(), UniformGrid(50)
+        ).sample
 
     jax.block_until_ready(generate(state, jax.random.key(0)))
     start = time.perf_counter()
