@@ -1,4 +1,4 @@
-"""Convert a PyTorch DiT-family checkpoint into an orbax checkpoint of an nnx-nets model.
+"""Convert a PyTorch checkpoint into an orbax checkpoint of an nnx-nets model.
 
 Examples::
 
@@ -14,10 +14,24 @@ Examples::
   python tools/convert_checkpoint.py stage2_model.pt out/ditdh_xl \\
       --arch dit_dh --preset DiTDH-XL --input-size 16 --in-channels 768 --subkey ema
 
+  # transformers DINOv2 with registers (sizes from its config.json, or --preset dinov2-vitb14);
+  # --no-final-norm-affine builds RAE's encoder (the final LayerNorm weights are skipped)
+  python tools/convert_checkpoint.py dinov2-with-registers-base/model.safetensors out/dinov2 \\
+      --arch dinov2_reg --config dinov2-with-registers-base/config.json
+
+  # diffusers AutoencoderKL (old or new attention key names, detected)
+  python tools/convert_checkpoint.py sd-vae-ft-mse/diffusion_pytorch_model.safetensors out/vae \\
+      --arch sd_vae --config sd-vae-ft-mse/config.json        # or: --preset sd-vae-ft-mse
+
+  # RAE ViT-XL pixel decoder (latent grid 16 x 16 x 768 by default; --input-size, --in-channels)
+  python tools/convert_checkpoint.py decoders/dinov2/wReg_base/ViTXL_n08/model.pt out/rae_dec \\
+      --arch rae_decoder --preset ViT-XL
+
 Every missing, unexpected or mis-shaped key is reported by name (exit status 1) and
 nothing is written. Only parameters are saved (``nnx.state(model, nnx.Param)``); fixed
 tables (sin-cos positions, RoPE) are recomputed by the networks, and ``time_scale`` is a
-constructor argument to set when the model is built for use.
+constructor argument to set when the model is built for use. Build the model with the
+constructor arguments printed on success and restore with ``nnx_weightconv.restore_orbax``.
 """
 
 from __future__ import annotations
@@ -26,31 +40,62 @@ import argparse
 import json
 import pathlib
 import sys
+from collections.abc import Callable
 
 import numpy as np
 from flax import nnx
 
 from nnx_nets import (
+    DINOV2_PRESETS,
     DIT_DH_PRESETS,
     DIT_PRESETS,
     LIGHTNING_DIT_PRESETS,
+    RAE_DECODER_PRESETS,
+    SD_VAE_PRESETS,
+    SDVAE,
+    DINOv2,
     DiT,
     DiTDH,
     LightningDiT,
     MeanFlowDiT,
+    RAEDecoder,
 )
-from nnx_weightconv import ConversionError, load_into, read_state_dict, save_orbax
-from nnx_weightconv.specs.diffusers_dit import (
+from nnx_weightconv import (
+    ConversionError,
     check_tied_copies,
     diffusers_dit_buffer_keys,
     diffusers_dit_rules,
+    dinov2_kwargs_from_transformers_config,
+    dit_buffer_keys,
+    dit_dh_buffer_keys,
+    dit_dh_rules,
     dit_kwargs_from_diffusers_config,
+    dit_rules,
+    lightning_dit_buffer_keys,
+    lightning_dit_rules,
+    load_dinov2,
+    load_into,
+    load_rae_decoder,
+    load_sd_vae,
+    meanflow_dit_rules,
+    read_state_dict,
+    save_orbax,
+    sd_vae_kwargs_from_diffusers_config,
 )
-from nnx_weightconv.specs.dit import dit_buffer_keys, dit_rules, meanflow_dit_rules
-from nnx_weightconv.specs.dit_dh import dit_dh_buffer_keys, dit_dh_rules
-from nnx_weightconv.specs.lightning_dit import lightning_dit_buffer_keys, lightning_dit_rules
 
-ARCHITECTURES = ("dit", "meanflow_dit", "diffusers_dit", "lightning_dit", "dit_dh")
+ARCHITECTURES = (
+    "dit",
+    "meanflow_dit",
+    "diffusers_dit",
+    "lightning_dit",
+    "dit_dh",
+    "dinov2",
+    "dinov2_reg",
+    "sd_vae",
+    "rae_decoder",
+)
+# load(model, state_dict, strict): fills the model in place or raises ConversionError.
+Loader = Callable[[nnx.Module, dict, bool], None]
 _SIZE_FIELDS = (
     "hidden_size",
     "depth",
@@ -59,6 +104,7 @@ _SIZE_FIELDS = (
     "head_hidden_size",
     "head_depth",
     "head_num_heads",
+    "intermediate_size",
 )
 
 
@@ -72,13 +118,33 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--arch", required=True, choices=ARCHITECTURES)
     parser.add_argument(
         "--preset",
-        help="preset name, e.g. DiT-XL/2, LightningDiT-XL/1, DiTDH-XL (sizes given below "
-        "override it; without a preset give all of them)",
+        help="preset name, e.g. DiT-XL/2, LightningDiT-XL/1, DiTDH-XL, dinov2-vitb14, "
+        "sd-vae-ft-mse, ViT-XL (sizes given below override it; without a preset or "
+        "--config give all of them)",
     )
     parser.add_argument("--subkey", help='entry holding the weights, e.g. "ema" or "model"')
-    parser.add_argument("--diffusers-config", type=pathlib.Path, help="diffusers config.json")
-    parser.add_argument("--input-size", type=int, help="latent height = width")
-    parser.add_argument("--in-channels", type=int)
+    parser.add_argument(
+        "--config",
+        "--diffusers-config",
+        dest="config",
+        type=pathlib.Path,
+        help="config.json of the checkpoint: diffusers (diffusers_dit, sd_vae) or "
+        "transformers (dinov2, dinov2_reg)",
+    )
+    parser.add_argument(
+        "--input-size",
+        type=int,
+        help="latent height = width (DiT family, rae_decoder: latent grid, default 16); "
+        "dinov2: image side of the position table (default 518)",
+    )
+    parser.add_argument(
+        "--in-channels", type=int, help="latent channels (rae_decoder: latent width, default 768)"
+    )
+    parser.add_argument(
+        "--no-final-norm-affine",
+        action="store_true",
+        help="dinov2: no final LayerNorm scale/bias (RAE's encoder); the checkpoint's are skipped",
+    )
     parser.add_argument("--num-classes", type=int, default=1000)
     parser.add_argument("--learn-sigma", action="store_true", help="DiT / LightningDiT: 2C out")
     parser.add_argument("--qk-norm", action="store_true", help="LightningDiT: QK-norm")
@@ -118,8 +184,92 @@ def _sizes(args, presets: dict[str, dict[str, int]], needed: tuple[str, ...]) ->
     return sizes
 
 
-def build(args) -> tuple[type, dict, object, object]:
-    """The model class, its constructor kwargs (without rngs), its rules and buffer keys.
+def _rules_loader(rules_fn, buffers_fn, check=None) -> Loader:
+    """A loader applying ``rules_fn(model)``, ignoring the fixed tables ``buffers_fn(model)``."""
+
+    def load(model, state_dict, strict):
+        rules = rules_fn(model)
+        if check is not None:
+            check(state_dict, rules)
+        load_into(model, state_dict, rules, strict=strict, ignore=buffers_fn(model))
+
+    return load
+
+
+def _preset(args, presets: dict[str, dict], name: str | None = None) -> dict:
+    name = args.preset if name is None else name
+    if name not in presets:
+        raise ValueError(
+            f"unknown preset {name!r} for --arch {args.arch}; valid: {', '.join(presets)}"
+        )
+    return dict(presets[name])
+
+
+def _config(args) -> dict:
+    try:
+        return json.loads(args.config.read_text())
+    except (OSError, json.JSONDecodeError) as error:
+        raise ValueError(f"cannot read --config {str(args.config)!r}: {error}") from error
+
+
+def _override(args, kwargs: dict, fields: tuple[str, ...]) -> dict:
+    kwargs.update({f: getattr(args, f) for f in fields if getattr(args, f) is not None})
+    return kwargs
+
+
+def _dinov2(args) -> dict:
+    registers_wanted = args.arch == "dinov2_reg"
+    if args.config is not None:
+        kwargs = dinov2_kwargs_from_transformers_config(_config(args))
+    elif args.preset is not None:
+        name = args.preset
+        if registers_wanted and not name.endswith("-reg"):
+            name += "-reg"
+        kwargs = _preset(args, DINOV2_PRESETS, name)
+    else:
+        raise ValueError(f"--arch {args.arch} needs --config (transformers) or --preset")
+    _override(args, kwargs, ("hidden_size", "depth", "num_heads", "patch_size"))
+    if args.input_size is not None:
+        kwargs["image_size"] = args.input_size
+    if bool(kwargs.get("num_register_tokens", 0)) != registers_wanted:
+        other = "dinov2" if registers_wanted else "dinov2_reg"
+        raise ValueError(
+            f"--arch {args.arch} does not match this configuration "
+            f"({kwargs.get('num_register_tokens', 0)} register tokens); use --arch {other}"
+        )
+    if args.no_final_norm_affine:
+        kwargs["final_norm_affine"] = False
+    return kwargs
+
+
+def _sd_vae(args) -> dict:
+    if args.config is not None:
+        return sd_vae_kwargs_from_diffusers_config(_config(args))
+    if args.preset is not None:
+        return _preset(args, SD_VAE_PRESETS)
+    raise ValueError("--arch sd_vae needs --config (diffusers vae/config.json) or --preset")
+
+
+def _rae_decoder(args) -> dict:
+    fields = ("hidden_size", "depth", "num_heads", "intermediate_size")
+    kwargs = _preset(args, RAE_DECODER_PRESETS) if args.preset is not None else {}
+    _override(args, kwargs, (*fields, "patch_size"))
+    absent = [f for f in fields if kwargs.get(f) is None]
+    if absent:
+        flags = ", ".join("--" + f.replace("_", "-") for f in absent)
+        raise ValueError(f"--arch rae_decoder needs {flags} (or a --preset that sets them)")
+    kwargs["latent_dim"] = args.in_channels if args.in_channels is not None else 768
+    kwargs["grid_size"] = args.input_size if args.input_size is not None else 16
+    return kwargs
+
+
+def _strict_loader(load_fn) -> Loader:
+    """A loader calling a spec's ``load_*(model, state_dict, strict=...)`` (layout detected)."""
+    return lambda model, state_dict, strict: load_fn(model, state_dict, strict=strict)
+
+
+def build(args) -> tuple[type, dict, Loader]:
+    """The model class, its constructor kwargs (without rngs) and its loader.
 
     The one place where architecture names become objects.
     """
@@ -129,13 +279,11 @@ def build(args) -> tuple[type, dict, object, object]:
             kwargs = _sizes(args, DIT_PRESETS, dit_sizes)
             kwargs.update(num_classes=args.num_classes, learn_sigma=args.learn_sigma)
             if args.arch == "dit":
-                return DiT, kwargs, dit_rules, dit_buffer_keys
-            return MeanFlowDiT, kwargs, meanflow_dit_rules, dit_buffer_keys
+                return DiT, kwargs, _rules_loader(dit_rules, dit_buffer_keys)
+            return MeanFlowDiT, kwargs, _rules_loader(meanflow_dit_rules, dit_buffer_keys)
         case "diffusers_dit":
-            if args.diffusers_config is not None:
-                kwargs = dit_kwargs_from_diffusers_config(
-                    json.loads(args.diffusers_config.read_text())
-                )
+            if args.config is not None:
+                kwargs = dit_kwargs_from_diffusers_config(_config(args))
             else:
                 kwargs = _sizes(args, DIT_PRESETS, dit_sizes)
                 kwargs.update(
@@ -144,7 +292,10 @@ def build(args) -> tuple[type, dict, object, object]:
                     time_scale=1000.0,
                     time_freq_shift=1.0,
                 )
-            return DiT, kwargs, diffusers_dit_rules, diffusers_dit_buffer_keys
+            loader = _rules_loader(
+                diffusers_dit_rules, diffusers_dit_buffer_keys, check=check_tied_copies
+            )
+            return DiT, kwargs, loader
         case "lightning_dit":
             kwargs = _sizes(args, LIGHTNING_DIT_PRESETS, dit_sizes)
             kwargs.update(
@@ -154,11 +305,22 @@ def build(args) -> tuple[type, dict, object, object]:
                 adaln_shift=not args.no_adaln_shift,
                 time_embedding=args.time_embedding,
             )
-            return LightningDiT, kwargs, lightning_dit_rules, lightning_dit_buffer_keys
+            loader = _rules_loader(lightning_dit_rules, lightning_dit_buffer_keys)
+            return LightningDiT, kwargs, loader
         case "dit_dh":
-            kwargs = _sizes(args, DIT_DH_PRESETS, _SIZE_FIELDS)
+            kwargs = _sizes(
+                args,
+                DIT_DH_PRESETS,
+                (*dit_sizes, "head_hidden_size", "head_depth", "head_num_heads"),
+            )
             kwargs.update(num_classes=args.num_classes)
-            return DiTDH, kwargs, dit_dh_rules, dit_dh_buffer_keys
+            return DiTDH, kwargs, _rules_loader(dit_dh_rules, dit_dh_buffer_keys)
+        case "dinov2" | "dinov2_reg":
+            return DINOv2, _dinov2(args), _strict_loader(load_dinov2)
+        case "sd_vae":
+            return SDVAE, _sd_vae(args), _strict_loader(load_sd_vae)
+        case "rae_decoder":
+            return RAEDecoder, _rae_decoder(args), _strict_loader(load_rae_decoder)
         case _:
             raise ValueError(f"unknown --arch {args.arch!r}; valid: {', '.join(ARCHITECTURES)}")
 
@@ -168,7 +330,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        cls, kwargs, rules_fn, buffers_fn = build(args)
+        cls, kwargs, load = build(args)
     except ValueError as error:
         parser.error(str(error))
     try:
@@ -177,10 +339,7 @@ def main(argv: list[str] | None = None) -> int:
             model = cls(**kwargs, rngs=nnx.Rngs(0))
         else:  # every parameter will come from the checkpoint: build shapes only
             model = nnx.eval_shape(lambda: cls(**kwargs, rngs=nnx.Rngs(0)))
-        rules = rules_fn(model)
-        if args.arch == "diffusers_dit":
-            check_tied_copies(state_dict, rules)
-        load_into(model, state_dict, rules, strict=not args.non_strict, ignore=buffers_fn(model))
+        load(model, state_dict, not args.non_strict)
     except (ConversionError, FileNotFoundError, ImportError) as error:
         print(f"error: {args.checkpoint}: {error}", file=sys.stderr)
         return 1

@@ -49,10 +49,12 @@ def plan_entries(
     files: Sequence[str], labels: Sequence[int], *, flip: bool
 ) -> list[tuple[int, str, int, bool]]:
     """``(index, source file, label, flipped)`` for every output; flips come after originals."""
-    entries = [(i, f, int(l), False) for i, (f, l) in enumerate(zip(files, labels))]
+    entries = [(i, f, int(label), False) for i, (f, label) in enumerate(zip(files, labels))]
     if flip:
         offset = len(entries)
-        entries += [(offset + i, f, int(l), True) for i, (f, l) in enumerate(zip(files, labels))]
+        entries += [
+            (offset + i, f, int(label), True) for i, (f, label) in enumerate(zip(files, labels))
+        ]
     return entries
 
 
@@ -101,7 +103,9 @@ def extract(
     files, labels, _ = list_image_folder(source)
     entries = plan_entries(files, labels, flip=flip)
     todo = [e for e in entries if not os.path.exists(os.path.join(dest, output_name(e[0])))]
-    bar = tqdm(total=len(entries), initial=len(entries) - len(todo), desc="latents", disable=not progress)
+    bar = tqdm(
+        total=len(entries), initial=len(entries) - len(todo), desc="latents", disable=not progress
+    )
     for start in range(0, len(todo), batch_size):
         chunk = todo[start : start + batch_size]
         pixels = []
@@ -183,13 +187,16 @@ def _data_parallel(fn: Callable, mesh) -> Callable[[np.ndarray], np.ndarray]:
 
 def _build_encoder(args: argparse.Namespace) -> Callable[[np.ndarray], np.ndarray]:
     import jax
+    from flax import nnx
+
     import nnx_nets
     import nnx_sharding as ns
     import nnx_weightconv as wc
-    from flax import nnx
 
     if not args.weights or not os.path.isfile(args.weights):
-        raise SystemExit(f"error: --weights {args.weights!r} is not a file; pass the encoder's weights.")
+        raise SystemExit(
+            f"error: --weights {args.weights!r} is not a file; pass the encoder's weights."
+        )
     mesh = ns.make_mesh(ns.MeshConfig(data=-1), devices=jax.local_devices())
     if args.batch_size % mesh.size:
         raise SystemExit(
@@ -199,7 +206,7 @@ def _build_encoder(args: argparse.Namespace) -> Callable[[np.ndarray], np.ndarra
     state_dict = wc.read_state_dict(args.weights)
     if args.encoder == "sdvae":
         vae = nnx_nets.SDVAE(rngs=nnx.Rngs(0))
-        wc.load_into(vae, state_dict, wc.sd_vae_rules(vae))
+        wc.load_sd_vae(vae, state_dict)  # old or new attention key names
         return sdvae_encoder(vae, mesh=mesh)
     if not args.rae_stats or not os.path.isfile(args.rae_stats):
         raise SystemExit("error: --encoder rae needs --rae_stats (the published stat.pt or .npz).")
@@ -219,8 +226,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--resolution", type=int, default=256, help="ADM centre-crop side")
     parser.add_argument("--encoder", choices=ENCODERS, default="sdvae")
     parser.add_argument("--weights", default="", help="SD-VAE or DINOv2-with-registers weights")
-    parser.add_argument("--rae_stats", default="", help="RAE latent statistics (var, optional mean)")
-    parser.add_argument("--encoder_resolution", type=int, default=224, help="RAE encoder input side")
+    parser.add_argument(
+        "--rae_stats", default="", help="RAE latent statistics (var, optional mean)"
+    )
+    parser.add_argument(
+        "--encoder_resolution", type=int, default=224, help="RAE encoder input side"
+    )
     parser.add_argument("--input_range", choices=INPUT_RANGES, default="minus_one_one")
     parser.add_argument("--flip", action="store_true", help="also store flipped copies")
     parser.add_argument("--batch_size", type=int, default=64)

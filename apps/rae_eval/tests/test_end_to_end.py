@@ -20,9 +20,7 @@ from safetensors.numpy import save_file
 
 from nnx_fid import export_inception_state_dict, to_uint8
 from nnx_samplers import ConditionalField, Euler, ShiftedGrid, UniformGrid, sample
-from nnx_weightconv import export_state_dict
-from nnx_weightconv.specs.dit_dh import dit_dh_rules  # TODO(top-level export)
-from nnx_weightconv.specs.rae_decoder import export_rae_decoder  # TODO(top-level export)
+from nnx_weightconv import dit_dh_rules, export_rae_decoder, export_state_dict
 from rae_eval.build import build_grid, build_solver
 from rae_eval.checkpoints import CheckpointMismatchError, MissingCheckpointError
 from rae_eval.metrics import build_inception

@@ -8,8 +8,20 @@ from nnx_train.errors import ConfigError
 
 # Sections a ``:tiny`` variant may change; everything else (objective, optimiser, schedule,
 # EMA, sampler) must be the recipe's own, so the smoke run exercises the real recipe.
-TINY_MAY_CHANGE = {"name", "data", "loader", "model", "train", "checkpoint", "samples", "eval",
-                   "autoencoder", "logging", "sharding", "sampler.num_steps"}
+TINY_MAY_CHANGE = {
+    "name",
+    "data",
+    "loader",
+    "model",
+    "train",
+    "checkpoint",
+    "samples",
+    "eval",
+    "autoencoder",
+    "logging",
+    "sharding",
+    "sampler.num_steps",
+}
 
 
 @pytest.mark.parametrize("name", RECIPES)
@@ -28,7 +40,9 @@ def test_recipe_loads_and_tiny_keeps_the_recipe(name):
         elif section == "objective":
             # Only the frozen encoder may shrink (REPA, RAE stage 1); the objective's own
             # hyperparameters are the recipe's.
-            strip = lambda d: {k: v for k, v in d.items() if k not in ("encoder", "depth", "projector_width")}
+            strip = lambda d: {
+                k: v for k, v in d.items() if k not in ("encoder", "depth", "projector_width")
+            }
             assert strip(value) == strip(tiny[section])
         else:
             assert value == tiny[section], section
@@ -36,7 +50,8 @@ def test_recipe_loads_and_tiny_keeps_the_recipe(name):
 
 def test_recipe_docstrings_name_command_and_fid():
     for name in RECIPES:
-        text = open(config_path(name)).read()
+        with open(config_path(name)) as handle:
+            text = handle.read()
         docstring = text.split('"""')[1]
         assert "uv run apps/train --config apps/train/configs/" in docstring, name
         assert "FID" in docstring, name
@@ -97,11 +112,22 @@ def test_build_names_list_valid_choices(override, expected):
 
 
 def test_model_argument_typo_is_reported():
-    from nnx_train import build
     from ml_collections import ConfigDict
 
-    model = ConfigDict({"name": "DiT", "input_size": 8, "patch_size": 2, "in_channels": 1,
-                        "hidden_size": 32, "depth": 1, "num_heads": 2, "num_class": 10})
+    from nnx_train import build
+
+    model = ConfigDict(
+        {
+            "name": "DiT",
+            "input_size": 8,
+            "patch_size": 2,
+            "in_channels": 1,
+            "hidden_size": 32,
+            "depth": 1,
+            "num_heads": 2,
+            "num_class": 10,
+        }
+    )
     with pytest.raises(ConfigError, match=r"takes no argument\(s\) \['num_class'\]"):
         build.build_model_factory(model, seed=0)
 

@@ -22,12 +22,15 @@ import numpy as np
 from flax import nnx
 
 from nnx_nets import LatentNormalizer
-from nnx_weightconv import ConversionError, load_into, read_state_dict
-from nnx_weightconv.specs.dinov2 import load_dinov2  # TODO(top-level export)
-from nnx_weightconv.specs.dit_dh import dit_dh_buffer_keys, dit_dh_rules  # TODO(top-level export)
-from nnx_weightconv.specs.rae_decoder import (  # TODO(top-level export)
+from nnx_weightconv import (
+    ConversionError,
+    dit_dh_buffer_keys,
+    dit_dh_rules,
+    load_dinov2,
+    load_into,
     load_rae_decoder,
     rae_latent_stats,
+    read_state_dict,
 )
 from rae_eval.checkpoints import CheckpointFile, CheckpointMismatchError
 from rae_eval.torch_zip import TorchFileError, flatten_state_dict, read_torch_file

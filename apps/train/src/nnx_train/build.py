@@ -211,22 +211,23 @@ def _load_pretrained(module: nnx.Module, path: str, *, loader: str, key: str, wh
     import nnx_weightconv as wc
 
     _require_file(path, what, key)
-    state_dict = wc.read_state_dict(path)
+    try:
+        _fill(module, wc, wc.read_state_dict(path), loader)
+    except (wc.ConversionError, OSError) as err:
+        # ConversionError lists every missing / unexpected / mis-shaped key, one per line.
+        problems = "; ".join(line.strip() for line in str(err).splitlines() if line.strip())
+        raise ConfigError(
+            f"{key}={path!r} cannot fill the {what} network: {problems}. Pass the published "
+            f"{what} weights (.safetensors or .pt) with --config.{key}=/path/to/file."
+        ) from err
+
+
+def _fill(module: nnx.Module, wc: Any, state_dict: dict, loader: str) -> None:
     match loader:
         case "dinov2":
-            load = getattr(wc, "load_dinov2", None)
-            if load is None:
-                raise ConfigError(
-                    "nnx_weightconv does not export load_dinov2 in this installation."
-                )
-            load(module, state_dict)
-        case "sd_vae":
-            rules = getattr(wc, "sd_vae_rules", None)
-            if rules is None:
-                raise ConfigError(
-                    "nnx_weightconv does not export sd_vae_rules in this installation."
-                )
-            wc.load_into(module, state_dict, rules(module))
+            wc.load_dinov2(module, state_dict)
+        case "sd_vae":  # old ("query"/"key") and new ("to_q"/"to_k") attention names
+            wc.load_sd_vae(module, state_dict)
         case _:
             raise _unknown("weights loader", loader, ("dinov2", "sd_vae"))
 
@@ -268,6 +269,7 @@ def build_autoencoder(config: ConfigDict) -> nnx.Module | None:
         case "none":
             return None
         case "sdvae":
+            _require_file(section.weights, "SD-VAE", "autoencoder.weights")  # before 84M params
             module = nnx_nets.SDVAE(rngs=nnx.Rngs(0))
             _load_pretrained(
                 module, section.weights, loader="sd_vae", key="autoencoder.weights", what="SD-VAE"

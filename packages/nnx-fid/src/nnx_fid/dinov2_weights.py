@@ -49,8 +49,7 @@ def load_fd_dinov2(path: str | pathlib.Path | None, **overrides) -> nnx.Module:
             f"the FD-DINOv2 weights are needed but {where}. Download {DINOV2_FILE_NAME} from "
             f"{DINOV2_URL} (or facebook/dinov2-large's model.safetensors) and pass its path."
         )
-    from nnx_weightconv import read_state_dict
-    from nnx_weightconv.specs.dinov2 import load_dinov2  # TODO(top-level export)
+    from nnx_weightconv import load_dinov2, read_state_dict
 
     model = fd_dinov2_network(rngs=nnx.Rngs(0), **overrides)
     load_dinov2(model, read_state_dict(path))

@@ -75,3 +75,22 @@ def run_blocks(
     x, stacked_features = jax.lax.scan(body, x, stacked)
     features = list(stacked_features) if return_features else []
     return x, features
+
+
+def _call_module(module: nnx.Module, *args: jax.Array) -> jax.Array:
+    return module(*args)
+
+
+_remat_call_module = nnx.remat(_call_module)
+
+
+def call_block(module: nnx.Module, *args: jax.Array, remat: bool = False) -> jax.Array:
+    """``module(*args)``, rematerialised in the backward pass when ``remat`` is True.
+
+    For networks whose blocks differ (U-Nets, the VAE), where :func:`run_blocks` does not
+    apply. ``nnx.remat`` carries module state updates (a dropout stream's counter) out of
+    the checkpointed call, so dropout masks are the same with and without remat.
+    """
+    if not remat:
+        return module(*args)
+    return _remat_call_module(module, *args)

@@ -21,6 +21,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from nnx_nets.block_stack import call_block
 from nnx_nets.mp_layers import MPConv, MPFourier, mp_cat, mp_silu, mp_sum, normalize
 from nnx_nets.vision_attention import PrecisionLike, matmul_precision
 
@@ -41,15 +42,19 @@ class EDM2Block(nnx.Module):
     """Encoder or decoder block with optional resampling and self-attention (Fig. 21).
 
     Args:
-      in_channels / out_channels / emb_channels: widths.
+      in_channels: input width.
+      out_channels: output width.
+      emb_channels: width of the noise / label embedding.
       flavor: ``"enc"`` (skip conv and pixel norm on the main path first) or ``"dec"``.
       resample: ``"keep"``, ``"down"`` (2x2 mean) or ``"up"`` (nearest 2x).
       attention: add multi-head self-attention with pixel-normed q, k, v.
       channels_per_head: attention head width (64).
       dropout: dropout on the residual branch (training only).
-      res_balance / attn_balance: ``t`` of the magnitude-preserving sums (0.3).
+      res_balance: ``t`` of the magnitude-preserving residual sum (0.3).
+      attn_balance: ``t`` of the magnitude-preserving attention sum (0.3).
       clip_act: clip the output to +-clip_act (256), None for no clipping.
-      dtype / precision: compute dtype and matmul precision.
+      dtype: compute dtype.
+      precision: matmul precision.
       rngs: parameters and the dropout stream.
     """
 
@@ -145,18 +150,29 @@ class EDM2UNet(nnx.Module):
     """The EDM2 denoiser network ``F(x, c_noise, y)`` (raw output, no preconditioning).
 
     Args:
-      img_resolution / img_channels: input side and channels (64 / 4 for ImageNet-512 latents).
+      img_resolution: input side (64 for ImageNet-512 latents).
+      img_channels: input channels (4 for ImageNet-512 latents).
       num_classes: label classes (0: unconditional). Label ``num_classes`` is the null label of
         classifier-free guidance and maps to a zero label embedding, as EDM2's ``None`` labels.
       model_channels: base width (XS 128 ... XXL 448, :data:`EDM2_PRESETS`).
       channel_mult: per-level width multipliers.
       num_blocks: blocks per encoder level (the decoder has one more).
       attn_resolutions: sides at which blocks attend.
-      channel_mult_noise / channel_mult_emb: Fourier and embedding widths as multiples of
-        ``model_channels`` (None: the first / the largest level multiplier).
-      label_balance / concat_balance: ``t`` of the label mp_sum and of the skip mp_cat (0.5).
-      dropout, channels_per_head, res_balance, attn_balance, clip_act: see :class:`EDM2Block`.
-      dtype / precision: compute dtype (float16/bfloat16 in EDM2) and matmul precision.
+      channel_mult_noise: Fourier width as a multiple of ``model_channels`` (None: the
+        first level multiplier).
+      channel_mult_emb: embedding width as a multiple of ``model_channels`` (None: the
+        largest level multiplier).
+      label_balance: ``t`` of the label mp_sum (0.5).
+      concat_balance: ``t`` of the skip mp_cat (0.5).
+      dropout: see :class:`EDM2Block`.
+      channels_per_head: see :class:`EDM2Block`.
+      res_balance: see :class:`EDM2Block`.
+      attn_balance: see :class:`EDM2Block`.
+      clip_act: see :class:`EDM2Block`.
+      dtype: compute dtype (float16/bfloat16 in EDM2).
+      precision: matmul precision.
+      remat: rematerialise each block in the backward pass. (The blocks differ in width,
+        resampling and attention, so there is no scan over identical blocks.)
       rngs: parameters, Fourier tables and the dropout stream.
     """
 
@@ -181,6 +197,7 @@ class EDM2UNet(nnx.Module):
         clip_act: float | None = 256.0,
         dtype: jnp.dtype = jnp.float32,
         precision: PrecisionLike = None,
+        remat: bool = False,
         rngs: nnx.Rngs,
     ):
         widths = [model_channels * m for m in channel_mult]
@@ -256,6 +273,7 @@ class EDM2UNet(nnx.Module):
         self.dec = nnx.Dict(dec)
         self.out_conv = MPConv(width, img_channels, 3, **conv)
         self.dtype = dtype
+        self.remat = remat
 
     def embed(self, noise_labels: jax.Array, y: jax.Array | None) -> jax.Array:
         """``mp_silu(mp_sum(W_noise fourier(c_noise), W_label onehot(y) sqrt(K)))``, ``(B, C_emb)``."""
@@ -273,8 +291,13 @@ class EDM2UNet(nnx.Module):
         return mp_silu(emb)
 
     def __call__(
-        self, x: jax.Array, noise_labels: jax.Array, y: jax.Array | None = None
-    ) -> jax.Array:
+        self,
+        x: jax.Array,
+        noise_labels: jax.Array,
+        y: jax.Array | None = None,
+        *,
+        return_features: bool = False,
+    ) -> jax.Array | tuple[jax.Array, dict[str, jax.Array]]:
         """Raw network output.
 
         Args:
@@ -282,23 +305,34 @@ class EDM2UNet(nnx.Module):
           noise_labels: ``(B,)`` ``c_noise = log(sigma) / 4`` (EDM convention, sigma = t / (1 - t)
             for the library's linear path; converted in nnx-objectives).
           y: ``(B,)`` int labels in ``[0, num_classes]``, ``num_classes`` being the null label.
+          return_features: also return ``{"block_i": (B, r, r, C_i)}``, the output of the
+            i-th entry (1-indexed) of ``enc_names + dec_names`` (the encoder's input conv
+            included), in the compute dtype.
 
         Returns:
-          ``(B, R, R, C)`` float32 ``F``.
+          ``(B, R, R, C)`` float32 ``F``, and the features dict when ``return_features``.
         """
         emb = self.embed(noise_labels, y)
         x = x.astype(self.dtype)
         x = jnp.concatenate([x, jnp.ones_like(x[..., :1])], axis=-1)
-        skips = []
+        skips, features = [], []
         for name in self.enc_names:
             block = self.enc[name]
-            x = block(x) if name.endswith("_conv") else block(x, emb)
+            if name.endswith("_conv"):
+                x = block(x)
+            else:
+                x = call_block(block, x, emb, remat=self.remat)
             skips.append(x)
+            features.append(x)
         for name in self.dec_names:
             if "_block" in name:
                 x = mp_cat(x, skips.pop(), t=self.concat_balance)
-            x = self.dec[name](x, emb)
-        return self.out_conv(x, gain=self.out_gain[...]).astype(jnp.float32)
+            x = call_block(self.dec[name], x, emb, remat=self.remat)
+            features.append(x)
+        out = self.out_conv(x, gain=self.out_gain[...]).astype(jnp.float32)
+        if not return_features:
+            return out
+        return out, {f"block_{i + 1}": feat for i, feat in enumerate(features)}
 
 
 def edm2_unet_from_preset(name: str, **kwargs) -> EDM2UNet:

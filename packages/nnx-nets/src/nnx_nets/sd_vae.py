@@ -22,6 +22,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from nnx_nets.block_stack import call_block
 from nnx_nets.sd_vae_blocks import (
     DiagonalGaussian,
     VAEDownsample,
@@ -67,10 +68,11 @@ class VAELevel(nnx.Module):
             ]
         )
         self.resample = resample(out_channels, opts, rngs=rngs) if resample is not None else None
+        self.remat = opts.remat
 
     def __call__(self, x: jax.Array) -> jax.Array:
         for resnet in self.resnets:
-            x = resnet(x)
+            x = call_block(resnet, x, remat=self.remat)
         return self.resample(x) if self.resample is not None else x
 
 
@@ -110,12 +112,17 @@ class VAEEncoder(nnx.Module):
         self.conv_out = vae_conv(width, 2 * latent_channels, 3, **conv)
         self.dtype = opts.dtype
 
-    def __call__(self, x: jax.Array) -> jax.Array:
+    def __call__(
+        self, x: jax.Array, *, return_features: bool = False
+    ) -> jax.Array | tuple[jax.Array, dict[str, jax.Array]]:
+        """Moments, and ``{"down_i": level i output (1-indexed), "mid": ...}`` when asked."""
+        features = {}
         x = self.conv_in(x.astype(self.dtype))
-        for level in self.down:
-            x = level(x)
-        x = self.mid(x)
-        return self.conv_out(jax.nn.silu(self.norm_out(x)).astype(self.dtype))
+        for index, level in enumerate(self.down):
+            x = features[f"down_{index + 1}"] = level(x)
+        x = features["mid"] = self.mid(x)
+        moments = self.conv_out(jax.nn.silu(self.norm_out(x)).astype(self.dtype))
+        return (moments, features) if return_features else moments
 
 
 class VAEDecoder(nnx.Module):
@@ -155,18 +162,24 @@ class VAEDecoder(nnx.Module):
         self.conv_out = vae_conv(width, out_channels, 3, **conv)
         self.dtype = opts.dtype
 
-    def __call__(self, z: jax.Array) -> jax.Array:
+    def __call__(
+        self, z: jax.Array, *, return_features: bool = False
+    ) -> jax.Array | tuple[jax.Array, dict[str, jax.Array]]:
+        """Image, and ``{"mid": ..., "up_i": level i output (1-indexed)}`` when asked."""
         x = self.mid(self.conv_in(z.astype(self.dtype)))
-        for level in self.up:
-            x = level(x)
-        return self.conv_out(jax.nn.silu(self.norm_out(x)).astype(self.dtype))
+        features = {"mid": x}
+        for index, level in enumerate(self.up):
+            x = features[f"up_{index + 1}"] = level(x)
+        images = self.conv_out(jax.nn.silu(self.norm_out(x)).astype(self.dtype))
+        return (images, features) if return_features else images
 
 
 class SDVAE(nnx.Module):
     """KL autoencoder of Stable Diffusion with a diagonal Gaussian posterior.
 
     Args:
-      in_channels / out_channels: image channels (3).
+      in_channels: input image channels (3).
+      out_channels: output image channels (3).
       latent_channels: latent channels (4).
       block_out_channels: widths per resolution level, (128, 256, 512, 512) for SD; the
         image is downsampled by ``2 ** (len - 1)``.
@@ -176,6 +189,8 @@ class SDVAE(nnx.Module):
       scaling_factor: latent scale for diffusion models, ``z_model = z * scaling_factor``.
       dtype: compute dtype (parameters float32; GroupNorm and softmax in float32).
       precision: matmul/conv precision (``None``: platform default).
+      remat: rematerialise each resnet and attention block in the backward pass (levels
+        differ in width, so there is no scan over blocks).
       rngs: parameter initialisation stream.
     """
 
@@ -192,10 +207,11 @@ class SDVAE(nnx.Module):
         scaling_factor: float = 0.18215,
         dtype: jnp.dtype = jnp.float32,
         precision: PrecisionLike = None,
+        remat: bool = False,
         rngs: nnx.Rngs,
     ):
         opts = VAEOptions(
-            num_groups=norm_num_groups, eps=norm_eps, dtype=dtype, precision=precision
+            num_groups=norm_num_groups, eps=norm_eps, dtype=dtype, precision=precision, remat=remat
         )
         conv = {"dtype": dtype, "precision": precision, "rngs": rngs}
         self.encoder = VAEEncoder(
@@ -209,11 +225,20 @@ class SDVAE(nnx.Module):
         self.scaling_factor = scaling_factor
         self.downsample_factor = 2 ** (len(block_out_channels) - 1)
 
-    def encode(self, images: jax.Array) -> DiagonalGaussian:
+    def encode(
+        self, images: jax.Array, *, return_features: bool = False
+    ) -> DiagonalGaussian | tuple[DiagonalGaussian, dict[str, jax.Array]]:
         """Posterior of ``images`` ``(B, H, W, 3)`` in [-1, 1]; H, W multiples of 8 (SD).
 
+        Args:
+          images: ``(B, H, W, C)`` NHWC in [-1, 1].
+          return_features: also return ``{"down_i": ..., "mid": ...}``: the output
+            ``(B, h_i, w_i, C_i)`` of encoder level i (1-indexed, after its downsampler) and
+            of the mid block, in the compute dtype.
+
         Returns:
-          :class:`DiagonalGaussian` with mean and logvar of shape ``(B, H/8, W/8, 4)``, float32.
+          :class:`DiagonalGaussian` with mean and logvar of shape ``(B, H/8, W/8, 4)``, float32,
+          and the features dict when ``return_features``.
         """
         _, height, width, _ = images.shape
         if height % self.downsample_factor or width % self.downsample_factor:
@@ -221,15 +246,22 @@ class SDVAE(nnx.Module):
                 f"image size {height}x{width} is not a multiple of {self.downsample_factor}; "
                 "pad or crop the images first"
             )
-        moments = self.quant_conv(self.encoder(images))
-        return DiagonalGaussian.from_moments(moments.astype(jnp.float32))
+        moments, features = self.encoder(images, return_features=True)
+        posterior = DiagonalGaussian.from_moments(self.quant_conv(moments).astype(jnp.float32))
+        return (posterior, features) if return_features else posterior
 
-    def decode(self, latents: jax.Array) -> jax.Array:
+    def decode(
+        self, latents: jax.Array, *, return_features: bool = False
+    ) -> jax.Array | tuple[jax.Array, dict[str, jax.Array]]:
         """Decode unscaled latents ``(B, h, w, 4)`` to images ``(B, 8h, 8w, 3)`` (about [-1, 1]).
 
-        Divide diffusion-model latents by ``scaling_factor`` first.
+        Divide diffusion-model latents by ``scaling_factor`` first. With ``return_features``
+        also return ``{"mid": ..., "up_i": ...}``: the mid block and decoder level i
+        (1-indexed, after its upsampler), in the compute dtype.
         """
-        return self.decoder(self.post_quant_conv(latents)).astype(jnp.float32)
+        images, features = self.decoder(self.post_quant_conv(latents), return_features=True)
+        images = images.astype(jnp.float32)
+        return (images, features) if return_features else images
 
     def __call__(self, images: jax.Array, key: jax.Array | None = None) -> jax.Array:
         """Reconstruct: decode the posterior mean, or a sample when ``key`` is given."""

@@ -22,6 +22,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from nnx_nets.block_stack import call_block
 from nnx_nets.flat_init import lecun_normal_flat
 from nnx_nets.vision_attention import PrecisionLike, VisionSelfAttention
 
@@ -82,12 +83,14 @@ def vae_group_norm(channels: int, *, num_groups: int, eps: float, rngs: nnx.Rngs
 
 @dataclasses.dataclass(frozen=True)
 class VAEOptions:
-    """Options shared by every block: GroupNorm groups and epsilon, compute dtype, precision."""
+    """Options shared by every block: GroupNorm groups and epsilon, compute dtype, precision,
+    and whether resnet and attention blocks are rematerialised in the backward pass."""
 
     num_groups: int = 32
     eps: float = 1e-6
     dtype: jnp.dtype = jnp.float32
     precision: PrecisionLike = None
+    remat: bool = False
 
 
 class VAEResnetBlock(nnx.Module):
@@ -173,9 +176,12 @@ class VAEMidBlock(nnx.Module):
         self.resnet1 = VAEResnetBlock(channels, channels, opts, rngs=rngs)
         self.attention = VAEAttention(channels, opts, rngs=rngs)
         self.resnet2 = VAEResnetBlock(channels, channels, opts, rngs=rngs)
+        self.remat = opts.remat
 
     def __call__(self, x: jax.Array) -> jax.Array:
-        return self.resnet2(self.attention(self.resnet1(x)))
+        for block in (self.resnet1, self.attention, self.resnet2):
+            x = call_block(block, x, remat=self.remat)
+        return x
 
 
 @dataclasses.dataclass(frozen=True)

@@ -104,14 +104,17 @@ class RAEDecoder(nnx.Module):
     """ViT-MAE decoder from RAE latents to images.
 
     Args:
-      hidden_size / depth / num_heads / intermediate_size: decoder transformer
-        (:data:`RAE_DECODER_PRESETS`; XL = 1152 / 28 / 16 / 4096).
+      hidden_size: decoder width (:data:`RAE_DECODER_PRESETS`; XL: 1152).
+      depth: decoder layers (XL: 28).
+      num_heads: attention heads (XL: 16).
+      intermediate_size: MLP hidden width (XL: 4096).
       latent_dim: encoder token width (768 for DINOv2-B).
       grid_size: latent grid side (16: 224 px / 14 for 256-px images).
       patch_size: output pixels per token side (16 -> 256 px).
       out_channels: image channels.
       layer_norm_eps: LayerNorm epsilon (1e-12, transformers' ViT-MAE default).
-      image_mean / image_std: normalisation of the decoder's training targets (ImageNet).
+      image_mean: per-channel mean of the decoder's training targets (ImageNet).
+      image_std: per-channel std of the decoder's training targets (ImageNet).
       dtype: compute dtype (parameters float32; norms and softmax in float32).
       precision: matmul precision (``None``: platform default).
       remat: rematerialise each layer in the backward pass.
@@ -194,15 +197,20 @@ class RAEDecoder(nnx.Module):
         table = mae_sincos_pos_embed(self.hidden_size, self.grid_size)
         return table[None].astype(np.float32)
 
-    def predict_patches(self, latents: jax.Array) -> jax.Array:
+    def predict_patches(
+        self, latents: jax.Array, *, return_features: bool = False
+    ) -> jax.Array | tuple[jax.Array, dict[str, jax.Array]]:
         """Per-token pixel predictions in ImageNet-normalised space.
 
         Args:
           latents: ``(B, g, g, latent_dim)`` un-normalised encoder tokens (undo the latent
             normalisation first).
+          return_features: also return ``{"block_i": (B, 1 + g*g, D)}``, the token sequence
+            (CLS first) after layer i (1-indexed), as :class:`~nnx_nets.DiT` does.
 
         Returns:
-          ``(B, g*g, patch_size**2 * out_channels)``, float32, each row ordered (p, q, c).
+          ``(B, g*g, patch_size**2 * out_channels)``, float32, each row ordered (p, q, c),
+          and the features dict when ``return_features``.
         """
         batch, height, width, channels = latents.shape
         if (height, width, channels) != (self.grid_size, self.grid_size, self.latent_dim):
@@ -218,9 +226,18 @@ class RAEDecoder(nnx.Module):
             cls = jnp.broadcast_to(self.cls_token[...], (batch, 1, self.hidden_size))
             x = jnp.concatenate([cls.astype(tokens.dtype), tokens], axis=1)
             x = x + jnp.asarray(self.pos_embed(), x.dtype)
-            x, _ = run_blocks(self.layers, x, scan=self.scan, remat=self.remat)
+            x, per_block = run_blocks(
+                self.layers,
+                x,
+                scan=self.scan,
+                remat=self.remat,
+                return_features=return_features,
+            )
             patches = self.pred(self.norm(x).astype(self.dtype))
-        return patches[:, 1:].astype(jnp.float32)
+        patches = patches[:, 1:].astype(jnp.float32)
+        if not return_features:
+            return patches
+        return patches, {f"block_{i + 1}": feat for i, feat in enumerate(per_block)}
 
     def unpatchify(self, patches: jax.Array) -> jax.Array:
         """``(B, g*g, p*p*C) -> (B, g*p, g*p, C)`` (token (r, c) fills rows r*p.., cols c*p..)."""
@@ -229,15 +246,23 @@ class RAEDecoder(nnx.Module):
         x = patches.reshape(batch, g, g, p, p, c)
         return jnp.einsum("nhwpqc->nhpwqc", x).reshape(batch, g * p, g * p, c)
 
-    def __call__(self, latents: jax.Array) -> jax.Array:
+    def __call__(
+        self, latents: jax.Array, *, return_features: bool = False
+    ) -> jax.Array | tuple[jax.Array, dict[str, jax.Array]]:
         """Decode latents ``(B, g, g, latent_dim)`` to images ``(B, g*p, g*p, C)`` in [-1, 1].
 
         The [0, 1] image of RAE is ``unpatchify(patches) * std + mean``; it is mapped to
-        [-1, 1] by ``2 x - 1`` (values slightly outside are not clipped).
+        [-1, 1] by ``2 x - 1`` (values slightly outside are not clipped). With
+        ``return_features`` the layer outputs ``{"block_i": (B, 1 + g*g, D)}`` come too.
         """
-        images01 = self.unpatchify(self.predict_patches(latents))
+        if return_features:
+            patches, features = self.predict_patches(latents, return_features=True)
+        else:
+            patches, features = self.predict_patches(latents), None
+        images01 = self.unpatchify(patches)
         images01 = images01 * jnp.asarray(self.image_std) + jnp.asarray(self.image_mean)
-        return 2.0 * images01 - 1.0
+        images = 2.0 * images01 - 1.0
+        return (images, features) if return_features else images
 
 
 class LatentStats(nnx.Variable):

@@ -109,9 +109,9 @@ def norm_rules(source: str, target: str, *, bias: bool = True) -> list[Rule]:
     return rules
 
 
-def _param_paths(model: nnx.Module) -> dict[str, nnx.Variable]:
-    """Dotted path -> Param variable, for every parameter of the model."""
-    flat = nnx.to_flat_state(nnx.state(model, nnx.Param))
+def _param_paths(model: nnx.Module, variables=nnx.Param) -> dict[str, nnx.Variable]:
+    """Dotted path -> variable, for every variable of the model that ``variables`` selects."""
+    flat = nnx.to_flat_state(nnx.state(model, variables))
     return {".".join(str(k) for k in path): var for path, var in flat}
 
 
@@ -134,6 +134,7 @@ def load_into(
     *,
     strict: bool = True,
     ignore: tuple[str, ...] = (),
+    variables=nnx.Param,
 ) -> None:
     """Write a PyTorch state dict into ``model`` in place, following ``rules``.
 
@@ -145,12 +146,15 @@ def load_into(
         covers are errors as well (missing and mis-shaped keys always are).
       ignore: checkpoint keys that are known to be unused (buffers such as a fixed
         position table); they do not count as unexpected.
+      variables: an ``nnx`` filter of the model variables that rules may fill and that
+        strict mode requires to be filled (default: every ``nnx.Param``; EDM2 adds its
+        fixed Fourier tables, which its checkpoints store).
 
     Raises:
       ConversionError: naming every missing, unexpected and mis-shaped key, and every
         model parameter that no rule covers.
     """
-    params = _param_paths(model)
+    params = _param_paths(model, variables)
     missing, misshaped, bad_targets = [], [], []
     new_values: dict[str, Array] = {}
     for rule in rules:
@@ -193,19 +197,21 @@ def load_into(
         var.set_value(jnp.asarray(value, dtype=var.get_value().dtype))
 
 
-def export_state_dict(model: nnx.Module, rules: list[Rule]) -> StateDict:
+def export_state_dict(model: nnx.Module, rules: list[Rule], *, variables=nnx.Param) -> StateDict:
     """Run a spec backwards: NNX parameters -> PyTorch-layout ``{key: array}``.
 
-    Chunked rules (``part=(i, n)``) are concatenated along axis 0 in chunk order.
+    Chunked rules (``part=(i, n)``) are concatenated along axis 0 in chunk order;
+    ``variables`` selects the model variables that rules may read (see :func:`load_into`).
     """
-    params = _param_paths(model)
+    params = _param_paths(model, variables)
     chunks: dict[str, dict[int, Array]] = {}
     out: StateDict = {}
     for rule in rules:
         if rule.target not in params:
             raise ConversionError(f"rule target {rule.target!r} is not a model parameter")
         # Contiguous copies: safetensors writes the raw buffer of a transposed view.
-        value = np.ascontiguousarray(rule.inverse(np.asarray(params[rule.target].get_value())))
+        # (np.asarray with order="C", not np.ascontiguousarray, which turns scalars into (1,).)
+        value = np.asarray(rule.inverse(np.asarray(params[rule.target].get_value())), order="C")
         if rule.part is None:
             out[rule.source] = value
         else:

@@ -47,14 +47,20 @@ def read_state_dict(path: str | pathlib.Path, *, subkey: str | None = None) -> S
     """
     path = pathlib.Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"checkpoint file {str(path)!r} does not exist")
+        raise FileNotFoundError(
+            f"checkpoint file {str(path)!r} does not exist; check the path (the published "
+            "files are listed in the nnx-weightconv README)"
+        )
     if path.suffix == ".safetensors":
         from safetensors.numpy import load_file
 
         try:
             tree = load_file(str(path))
         except Exception as error:  # safetensors raises several types on corrupt files
-            raise ConversionError(f"cannot read {str(path)!r} as safetensors: {error}") from error
+            raise ConversionError(
+                f"cannot read {str(path)!r} as safetensors ({error}); the file is truncated or "
+                "not a safetensors file: download it again"
+            ) from error
     elif path.suffix in _TORCH_SUFFIXES:
         try:
             import torch

@@ -190,3 +190,60 @@ def load_dinov2(model, state_dict: Mapping[str, np.ndarray], *, strict: bool = T
     ignore = final_norm_keys(layout) if model.norm.scale is None else ()
     load_into(model, state_dict, dinov2_rules(model, layout=layout), strict=strict, ignore=ignore)
     return layout
+
+
+# transformers' Dinov2Config defaults, for keys a config.json leaves out.
+_TRANSFORMERS_DEFAULTS = {
+    "hidden_size": 768,
+    "num_hidden_layers": 12,
+    "num_attention_heads": 12,
+    "mlp_ratio": 4,
+    "hidden_act": "gelu",
+    "layer_norm_eps": 1e-6,
+    "image_size": 224,
+    "patch_size": 14,
+    "num_channels": 3,
+    "qkv_bias": True,
+    "layerscale_value": 1.0,
+    "use_swiglu_ffn": False,
+    "num_register_tokens": 0,
+}
+
+
+def dinov2_kwargs_from_transformers_config(config: Mapping) -> dict:
+    """:class:`nnx_nets.DINOv2` keyword arguments (without ``rngs``) from a transformers config.
+
+    Args:
+      config: the ``config.json`` of a ``Dinov2Model`` (``model_type "dinov2"``) or a
+        ``Dinov2WithRegistersModel`` (``"dinov2_with_registers"``, ``num_register_tokens``).
+
+    Raises:
+      ValueError: the config describes something this DINOv2 does not build (another
+        activation, no qkv bias, another model type).
+    """
+    model_type = config.get("model_type", "dinov2")
+    if model_type not in ("dinov2", "dinov2_with_registers"):
+        raise ValueError(
+            f"config.json has model_type {model_type!r}; expected 'dinov2' or "
+            "'dinov2_with_registers'"
+        )
+    merged = {**_TRANSFORMERS_DEFAULTS, **config}
+    for key, value in {"hidden_act": "gelu", "qkv_bias": True}.items():
+        if merged[key] != value:
+            raise ValueError(f"DINOv2 config has {key}={merged[key]!r}; only {value!r} is built")
+    registers = int(merged["num_register_tokens"])
+    if model_type == "dinov2_with_registers" and "num_register_tokens" not in config:
+        registers = 4  # Dinov2WithRegistersConfig's default
+    return {
+        "hidden_size": int(merged["hidden_size"]),
+        "depth": int(merged["num_hidden_layers"]),
+        "num_heads": int(merged["num_attention_heads"]),
+        "patch_size": int(merged["patch_size"]),
+        "image_size": int(merged["image_size"]),
+        "in_channels": int(merged["num_channels"]),
+        "ffn": "swiglu" if merged["use_swiglu_ffn"] else "mlp",
+        "mlp_ratio": float(merged["mlp_ratio"]),
+        "num_register_tokens": registers,
+        "layerscale_init": float(merged["layerscale_value"]),
+        "layer_norm_eps": float(merged["layer_norm_eps"]),
+    }

@@ -131,3 +131,47 @@ def load_sd_vae(model, state_dict: Mapping[str, np.ndarray], *, strict: bool = T
     names = sd_vae_attention_names(state_dict)
     load_into(model, state_dict, sd_vae_rules(model, attention_names=names), strict=strict)
     return names
+
+
+def sd_vae_kwargs_from_diffusers_config(config: Mapping) -> dict:
+    """:class:`nnx_nets.SDVAE` keyword arguments (without ``rngs``) from a diffusers config.
+
+    Args:
+      config: the ``vae/config.json`` of an ``AutoencoderKL``; missing keys take diffusers'
+        defaults (note ``layers_per_block`` defaults to 1 there; SD's files say 2).
+
+    Raises:
+      ValueError: the config describes an autoencoder this SDVAE does not build (other block
+        types or activation, no quant convs or mid attention, a ``shift_factor`` as in the
+        SD3 / FLUX VAEs).
+    """
+    down = tuple(config.get("down_block_types", ("DownEncoderBlock2D",)))
+    up = tuple(config.get("up_block_types", ("UpDecoderBlock2D",)))
+    widths = tuple(int(w) for w in config.get("block_out_channels", (64,)))
+    problems = []
+    if set(down) != {"DownEncoderBlock2D"} or len(down) != len(widths):
+        problems.append(f"down_block_types={list(down)} (need DownEncoderBlock2D per width)")
+    if set(up) != {"UpDecoderBlock2D"} or len(up) != len(widths):
+        problems.append(f"up_block_types={list(up)} (need UpDecoderBlock2D per width)")
+    for key, value in {
+        "act_fn": "silu",
+        "use_quant_conv": True,
+        "use_post_quant_conv": True,
+        "mid_block_add_attention": True,
+        "shift_factor": None,
+    }.items():
+        if config.get(key, value) != value:
+            problems.append(f"{key}={config[key]!r} (need {value!r})")
+    if problems:
+        raise ValueError(
+            "diffusers AutoencoderKL config not supported by SDVAE: " + "; ".join(problems)
+        )
+    return {
+        "in_channels": int(config.get("in_channels", 3)),
+        "out_channels": int(config.get("out_channels", 3)),
+        "latent_channels": int(config.get("latent_channels", 4)),
+        "block_out_channels": widths,
+        "layers_per_block": int(config.get("layers_per_block", 1)),
+        "norm_num_groups": int(config.get("norm_num_groups", 32)),
+        "scaling_factor": float(config.get("scaling_factor", 0.18215)),
+    }
