@@ -24,6 +24,12 @@ from nnx_nets.lightning_dit import (
     LightningFinalLayer,
     lightning_dit_from_preset,
 )
+from nnx_nets.linen import (
+    LinenNetwork,
+    as_linen,
+    linen_variables_from_nnx,
+    nnx_from_linen_variables,
+)
 from nnx_nets.meanflow_dit import MeanFlowDiT, meanflow_dit_from_preset
 from nnx_nets.mlp import Mlp, SwiGLU, swiglu_hidden_size
 from nnx_nets.mp_layers import (
@@ -116,4 +122,11 @@ __all__ += [  # vision networks
     "rae_decoder_from_preset",
     "resize_pos_grid",
     "sd_vae_from_preset",
+]
+
+__all__ += [  # linen interop
+    "LinenNetwork",
+    "as_linen",
+    "linen_variables_from_nnx",
+    "nnx_from_linen_variables",
 ]
