@@ -29,30 +29,33 @@ def get_config(arg: str | None = None):
             "input_size": 8,
             "patch_size": 2,
             "in_channels": 1,
-            "hidden_size": 128,
+            "hidden_size": 64,
             "depth": 4,
             "num_heads": 4,
             "mlp_ratio": 4.0,
             "num_classes": 10,
+            # One scanned, rematerialised block: on XLA:CPU this halves the step time of
+            # this small DiT (the unrolled backward spends most of its time in large
+            # duplicated elementwise fusions) and shortens compilation.
+            "scan_blocks": True,
+            "remat": True,
         }
     )
     config.optimizer.learning_rate = 1e-3
     config.optimizer.weight_decay = 0.0
     config.optimizer.grad_clip_norm = 1.0
     config.schedule.update(
-        {"name": "cosine", "warmup_steps": 100, "decay_steps": 2900, "end_learning_rate": 1e-5}
+        {"name": "cosine", "warmup_steps": 50, "decay_steps": 1150, "end_learning_rate": 1e-5}
     )
-    config.ema.decays = (0.999,)
-    config.train.update({"batch_size": 128, "num_steps": 3000, "log_every": 50})
-    config.checkpoint.update({"every_steps": 1000, "keep": 2, "keep_period": 0})
+    config.ema.decays = (0.99,)
+    config.train.update({"batch_size": 128, "num_steps": 1200, "log_every": 50})
+    config.checkpoint.update({"every_steps": 600, "keep": 2, "keep_period": 0})
     config.sampler.update(
-        {"solver": "heun", "num_steps": 16, "guidance": "cfg", "guidance_scale": 2.0}
+        {"solver": "heun", "num_steps": 10, "guidance": "cfg", "guidance_scale": 3.0}
     )
-    config.samples.update({"every_steps": 0, "num_images": 100, "ema": 0.999})
+    config.samples.update({"every_steps": 0, "num_images": 100, "ema": 0.99})
     config.eval.update(
-        {"name": "digits", "every_steps": 0, "num_samples": 1000, "batch_size": 500, "ema": 0.999}
+        {"name": "digits", "every_steps": 0, "num_samples": 500, "batch_size": 100, "ema": 0.99}
     )
-    if arg == "quick":  # a 1-minute look at the whole pipeline
-        config.train.num_steps = 300
-        config.schedule.decay_steps = 200
+
     return config

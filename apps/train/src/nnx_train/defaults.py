@@ -352,6 +352,8 @@ def base_config() -> ConfigDict:
             "ema": 0.9999,
             "inception_weights": "",
             "reference_stats": "",
+            # keep the scored samples as workdir/eval_samples_<step>.npz (ADM sample batch)
+            "save_samples": False,
         }
     )
     # Latent space: normalisation z_model = (z - shift) * scale (per channel or scalar), used to

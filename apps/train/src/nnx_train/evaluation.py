@@ -32,6 +32,10 @@ def _frechet(a: np.ndarray, b: np.ndarray) -> float:
     return float(frechet_distance(mu_a, sigma_a, mu_b, sigma_b))
 
 
+def _accuracy(logits: np.ndarray, labels: np.ndarray) -> float:
+    return float(np.mean(np.argmax(logits, axis=-1) == np.asarray(labels)))
+
+
 class DigitsEvaluator:
     """Classifier metrics of generated digits.
 
@@ -50,7 +54,7 @@ class DigitsEvaluator:
         classifier_steps: int = 400,
         seed: int = 0,
     ) -> None:
-        from nnx_train.classifier import classifier_accuracy, classifier_features, train_classifier
+        from nnx_train.classifier import classifier_outputs, train_classifier
         from nnx_train.data.digits import load_digits_split
 
         start = time.perf_counter()
@@ -58,22 +62,19 @@ class DigitsEvaluator:
         self.classifier = train_classifier(
             self.split.train_images, self.split.train_labels, num_steps=classifier_steps, seed=seed
         )
-        self.heldout_accuracy = classifier_accuracy(
-            self.classifier, self.split.heldout_images, self.split.heldout_labels
-        )
-        self._features = classifier_features
-        self._accuracy = classifier_accuracy
-        self.heldout_features = classifier_features(self.classifier, self.split.heldout_images)
-        train_features = classifier_features(self.classifier, self.split.train_images)
+        self._outputs = classifier_outputs(self.classifier)
+        logits, self.heldout_features = self._outputs(self.split.heldout_images)
+        self.heldout_accuracy = _accuracy(logits, self.split.heldout_labels)
+        _, train_features = self._outputs(self.split.train_images)
         self.real_frechet_distance = _frechet(train_features, self.heldout_features)
         self.setup_seconds = time.perf_counter() - start
 
     def __call__(self, batches: Iterable[np.ndarray], labels: np.ndarray) -> dict[str, float]:
         """Metrics of generated image batches ``(b, 8, 8, 1)`` in [-1, 1] made for ``labels``."""
         images = np.clip(np.concatenate(list(batches)).astype(np.float32), -1.0, 1.0)
-        generated_features = self._features(self.classifier, images)
+        logits, generated_features = self._outputs(images)
         return {
-            "generated_class_accuracy": self._accuracy(self.classifier, images, labels),
+            "generated_class_accuracy": _accuracy(logits, labels),
             "classifier_frechet_distance": _frechet(generated_features, self.heldout_features),
             "classifier_heldout_accuracy": self.heldout_accuracy,
             "real_train_vs_heldout_frechet_distance": self.real_frechet_distance,

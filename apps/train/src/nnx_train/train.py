@@ -312,10 +312,35 @@ def _evaluate(run: _Run, evaluator: Any, step: int) -> dict:
     batches = run.pixel_batches(
         float(config.ema), labels, batch_size=config.batch_size, seed=run.config.seed + 2
     )
+    kept: list[np.ndarray] = []
+    if config.save_samples:
+        batches = _keeping(batches, kept)
     metrics = dict(evaluator(batches, labels))
+    if config.save_samples:
+        path = os.path.join(run.workdir, f"eval_samples_{step:08d}.npz")
+        save_sample_batch(path, np.concatenate(kept), labels)
+        metrics["samples_file"] = path
     metrics["eval_seconds"] = time.perf_counter() - start
     log.info("step %d evaluation: %s", step, metrics)
     return metrics
+
+
+def _keeping(batches: Iterator[np.ndarray], kept: list[np.ndarray]) -> Iterator[np.ndarray]:
+    """Passes ``batches`` through, keeping each one in ``kept``."""
+    for batch in batches:
+        kept.append(batch)
+        yield batch
+
+
+def save_sample_batch(path: str, pixels: np.ndarray, labels: np.ndarray) -> None:
+    """Writes evaluated samples as an ADM sample batch: ``arr_0`` uint8 ``(N, H, W, C)``
+    quantised by ``nnx_fid.to_uint8`` (as the FID evaluator does), ``arr_1`` labels; the
+    offline ``tools/evaluate_samples.py`` then scores exactly what the run scored."""
+    from nnx_fid import to_uint8
+
+    with open(path + ".tmp", "wb") as handle:
+        np.savez(handle, arr_0=np.asarray(to_uint8(pixels)), arr_1=np.asarray(labels))
+    os.replace(path + ".tmp", path)
 
 
 def _check_nonfinite(run: _Run, step: int, progress: Progress) -> int:
