@@ -11,8 +11,18 @@ One checkpoint per saved step holds three items:
 Saves are asynchronous (training continues while arrays are written), keep the newest
 ``keep`` checkpoints (plus every ``keep_period``-th), go to a local folder or to
 ``gs://bucket/prefix``, and are atomic: orbax writes to a temporary name and renames it when
-complete, and deletes old checkpoints only after the new one is finalised. On restore an
-unreadable latest checkpoint is reported by name and the previous one is used.
+complete, and deletes old checkpoints only after the new one is finalised. On restore a
+latest checkpoint that cannot be trusted is reported by name (a warning naming its folder) and
+the previous one is used; it is then renamed ``<step>.corrupt``. Untrusted means: no
+``commit_success.txt`` (orbax writes it last, so its absence marks a partly written or partly
+copied step), unreadable files (truncated, missing), or arrays whose fingerprint differs from
+the one in the manifest (bytes changed on disk: tensorstore reads such files without error).
+
+The fingerprint of an array is ``sum(mix(bits(x) ^ (2654435761 * flat_index))) mod 2**32``
+over its elements (bits: the raw 8/16/32-bit pattern, mix: murmur3's 32-bit finaliser).
+Integer addition modulo ``2**32`` does not
+depend on the order of the sum, so the value is the same on any mesh or sharding, and it is
+computed where the shards live (no gather).
 """
 
 from __future__ import annotations
@@ -23,16 +33,92 @@ from typing import Any
 
 import grain
 import jax
+import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
 from etils import epath
 
-from nnx_train.errors import CheckpointError
+from nnx_train.errors import CheckpointError, ConfigError
 from nnx_train.state import from_nested, state_paths, to_nested
 
-__all__ = ["Checkpointer"]
+__all__ = ["COMMIT_MARKER", "Checkpointer", "fingerprints"]
 
 log = logging.getLogger(__name__)
+
+# orbax writes this file last: inside the temporary folder just before the rename on local
+# disks, as the final object on GCS. A step folder without it was never completed.
+COMMIT_MARKER = "commit_success.txt"
+
+# Knuth's multiplicative-hash constant: mixes the position into each element, so that
+# swapped or shifted elements change the fingerprint too.
+_POSITION_WEIGHT = 2654435761
+
+
+def _mix(h: jax.Array) -> jax.Array:
+    """murmur3's 32-bit finaliser: every input bit flips about half of the output bits (a
+    plain weighted sum misses e.g. a halving of every element, whose bit patterns all move
+    by the same power of two)."""
+    h = h ^ (h >> 16)
+    h = h * jnp.uint32(0x85EBCA6B)
+    h = h ^ (h >> 13)
+    h = h * jnp.uint32(0xC2B2AE35)
+    return h ^ (h >> 16)
+
+
+def _bits(x: jax.Array) -> jax.Array:
+    """The raw bit pattern of ``x`` as uint32 (8/16-bit types widened, 64-bit split in two)."""
+    if x.dtype == jnp.bool_:
+        return x.astype(jnp.uint32)
+    match np.dtype(x.dtype).itemsize:
+        case 1:
+            return jax.lax.bitcast_convert_type(x, jnp.uint8).astype(jnp.uint32)
+        case 2:
+            return jax.lax.bitcast_convert_type(x, jnp.uint16).astype(jnp.uint32)
+        case 4:
+            return jax.lax.bitcast_convert_type(x, jnp.uint32)
+        case 8:
+            return jax.lax.bitcast_convert_type(x, jnp.uint32)  # trailing axis of 2 words
+    raise TypeError(f"No fingerprint for arrays of dtype {x.dtype}.")
+
+
+def _fingerprint(x: jax.Array) -> jax.Array:
+    """``sum(mix(bits ^ (w * flat_index))) mod 2**32``: order-free, so layout-free.
+
+    Few operations per array on purpose: a train state has hundreds of arrays, and tracing
+    costs about as much per operation as the arithmetic itself at small sizes.
+    """
+    bits = _bits(x)
+    index = jax.lax.iota(jnp.uint32, bits.size).reshape(bits.shape)
+    return jnp.sum(_mix(bits ^ (index * jnp.uint32(_POSITION_WEIGHT))), dtype=jnp.uint32)
+
+
+_fingerprint_leaves = jax.jit(lambda leaves: [_fingerprint(leaf) for leaf in leaves])
+
+
+def fingerprints(state: Any) -> dict[str, int]:
+    """``{"a/b/c": fingerprint}`` of every array of ``state`` (computed on its devices).
+
+    The same arrays give the same numbers on any mesh; a changed bit changes the number
+    (except with probability about 2**-32).
+    """
+    leaves = jax.tree.leaves(state)
+    # One compiled call per set of devices (a TrainState lives on one mesh: one call).
+    groups: dict[Any, list[int]] = {}
+    for index, leaf in enumerate(leaves):
+        sharding = getattr(leaf, "sharding", None)
+        devices = None if sharding is None else frozenset(sharding.device_set)
+        groups.setdefault(devices, []).append(index)
+    values: list[int] = [0] * len(leaves)
+    for indices in groups.values():
+        found = jax.device_get(_fingerprint_leaves([leaves[i] for i in indices]))
+        for i, value in zip(indices, found):
+            values[i] = int(value)
+    return {"/".join(path): v for path, v in zip(state_paths(state), values)}
+
+
+def _one_line(error: BaseException, limit: int = 300) -> str:
+    text = " ".join(f"{type(error).__name__}: {error}".split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _manifest(state: Any, model_name: str) -> dict:
@@ -89,7 +175,10 @@ class Checkpointer:
         model_name: str = "",
     ) -> None:
         if keep < 1:
-            raise ValueError(f"checkpoint.keep must be at least 1, got {keep}.")
+            raise ConfigError(
+                f"checkpoint.keep={keep}: at least one checkpoint must be kept; set "
+                "checkpoint.keep to 1 or more."
+            )
         path = directory if "://" in directory else os.path.abspath(directory)
         self.directory = epath.Path(path)
         self.model_name = model_name
@@ -111,12 +200,16 @@ class Checkpointer:
             ) from err
 
     def latest_step(self) -> int | None:
-        """Newest finalised step, or ``None``."""
+        """Newest step folder orbax lists (`restore` checks that it is complete), or ``None``."""
         return self.manager.latest_step()
 
     def all_steps(self) -> list[int]:
-        """Finalised steps, oldest first."""
+        """Step folders orbax lists (temporary folders excluded), oldest first."""
         return sorted(self.manager.all_steps())
+
+    def step_path(self, step: int) -> epath.Path:
+        """The folder of ``step``."""
+        return self.directory / str(step)
 
     def save(self, state: Any, data_iterator: Any, *, force: bool = False) -> bool:
         """Starts saving ``state`` and the iterator position at ``state.step``.
@@ -130,7 +223,9 @@ class Checkpointer:
         args = ocp.args.Composite(
             state=ocp.args.StandardSave(to_nested(state)),
             data=grain.checkpoint.CheckpointSave(data_iterator),
-            manifest=ocp.args.JsonSave(_manifest(state, self.model_name)),
+            manifest=ocp.args.JsonSave(
+                {**_manifest(state, self.model_name), "fingerprints": fingerprints(state)}
+            ),
         )
         return self.manager.save(step, args=args, force=force)
 
@@ -151,19 +246,20 @@ class Checkpointer:
         expected = _manifest(abstract_state, self.model_name)["arrays"]
         failures = []
         for step in reversed(self.all_steps()):
+            path = self.step_path(step)
+            if not (path / COMMIT_MARKER).exists():
+                self._reject(failures, step, f"no {COMMIT_MARKER}: partly written or copied")
+                continue
             try:
                 manifest = self.manager.restore(
                     step, args=ocp.args.Composite(manifest=ocp.args.JsonRestore())
                 ).manifest
             except Exception as err:  # noqa: BLE001 - any unreadable file means: try older
-                failures.append(f"step {step}: manifest unreadable ({type(err).__name__}: {err})")
-                log.warning(
-                    "Checkpoint %s/%s is unreadable; trying the previous one.", self.directory, step
-                )
+                self._reject(failures, step, f"manifest unreadable ({_one_line(err)})")
                 continue
             if manifest["arrays"] != expected:
                 raise CheckpointError(
-                    f"The checkpoint {self.directory}/{step} was written by another model "
+                    f"The checkpoint {path} was written by another model "
                     f"({manifest.get('model')!r}; this run builds {self.model_name!r}): "
                     f"{_describe_mismatch(manifest['arrays'], expected)}. Use a new --workdir or "
                     "the config that wrote it."
@@ -177,20 +273,32 @@ class Checkpointer:
                     ),
                 )
             except Exception as err:  # noqa: BLE001
-                failures.append(f"step {step}: {type(err).__name__}: {err}")
-                log.warning(
-                    "Checkpoint %s/%s is corrupt (%s); trying the previous one.",
-                    self.directory,
-                    step,
-                    err,
-                )
+                self._reject(failures, step, _one_line(err))
                 continue
+            state = from_nested(restored.state, abstract_state)
+            saved = manifest.get("fingerprints")  # absent in checkpoints of older versions
+            if saved is not None:
+                changed = [k for k, v in fingerprints(state).items() if saved.get(k) != v]
+                if changed:
+                    shown = ", ".join(changed[:3]) + (", ..." if len(changed) > 3 else "")
+                    self._reject(
+                        failures,
+                        step,
+                        f"{len(changed)} array(s) differ from their fingerprint ({shown})",
+                    )
+                    continue
             self._set_aside([s for s in self.all_steps() if s > step])
-            return from_nested(restored.state, abstract_state)
+            return state
         raise CheckpointError(
             f"No readable checkpoint in {self.directory}: "
             + "; ".join(failures)
             + ". Delete the broken step folders or start a new --workdir."
+        )
+
+    def _reject(self, failures: list[str], step: int, reason: str) -> None:
+        failures.append(f"step {step}: {reason}")
+        log.warning(
+            "Checkpoint %s is corrupt (%s); trying the previous one.", self.step_path(step), reason
         )
 
     def _set_aside(self, steps: list[int]) -> None:

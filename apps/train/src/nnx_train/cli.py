@@ -28,8 +28,11 @@ __all__ = ["load_config", "main", "parse_args"]
 
 
 def _clean(message: str) -> str:
-    message = str(message).replace("\\n", " ").replace("\n", " ")
-    return re.sub(r"\s+", " ", message).strip(" '\"")
+    message = str(message).replace("\\n", " ").replace("\n", " ").replace("\\'", "'")
+    message = re.sub(r"\s+", " ", message).strip()
+    if len(message) > 1 and message[0] == message[-1] and message[0] in "'\"":
+        message = message[1:-1]  # the repr quotes of a KeyError
+    return message
 
 
 def parse_args(argv: Sequence[str], *, default_config: str) -> tuple[ConfigDict, str]:
@@ -74,11 +77,16 @@ def _parse(argv: list[str], default_config: str) -> tuple[ConfigDict, str]:
     except (flags.Error, AttributeError, KeyError, TypeError, ValueError, OSError) as err:
         text = _clean(err)
         if "Did you mean" in text or isinstance(err, AttributeError | KeyError):
+            end = "" if text.endswith(("?", ".")) else "."
             raise ConfigError(
-                f"Unknown config key in the overrides: {text}. Overrides must name existing "
+                f"Unknown config key in the overrides: {text}{end} Overrides must name existing "
                 "keys (see apps/train/README.md or the config file)."
             ) from err
-        raise ConfigError(f"Bad command line: {text}") from err
+        end = "" if text.endswith(("?", ".")) else "."
+        raise ConfigError(
+            f"Bad command line: {text}{end} Give each --config.<key>=<value> a value of the type "
+            "the config file sets (see apps/train/README.md)."
+        ) from err
     return config, workdir.value or os.path.join("runs", str(config.name))
 
 

@@ -14,7 +14,7 @@ from typing import Any, Protocol
 import grain
 import numpy as np
 
-from nnx_train.errors import DataError
+from nnx_train.errors import ConfigError, DataError
 
 __all__ = ["RecordSource", "make_iterator"]
 
@@ -61,12 +61,14 @@ def make_iterator(
 
     Raises:
       DataError: empty source, or fewer records on this host than one batch.
-      ValueError: the global batch does not divide among the hosts.
+      ConfigError: the global batch is not positive or does not divide among the hosts.
     """
     if global_batch_size <= 0:
-        raise ValueError(f"train.batch_size must be positive, got {global_batch_size}.")
+        raise ConfigError(
+            f"train.batch_size={global_batch_size}; set it to a positive number of images."
+        )
     if global_batch_size % process_count:
-        raise ValueError(
+        raise ConfigError(
             f"train.batch_size={global_batch_size} does not divide among {process_count} hosts; "
             f"use a multiple of {process_count}."
         )
