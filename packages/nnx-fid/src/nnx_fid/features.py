@@ -125,7 +125,8 @@ class DINOv2Features:
     Args:
       model: a loaded nnx-nets ``DINOv2`` (any module ``model(x) -> {"cls": (B, D), ...}``
         taking ImageNet-normalised NHWC images).
-      mesh, data_axis: as in :class:`InceptionFeatures`.
+      mesh: as in :class:`InceptionFeatures`.
+      data_axis: as in :class:`InceptionFeatures`.
     """
 
     front_end = "edm2_dinov2"

@@ -84,8 +84,10 @@ def frechet_distance(mu1, sigma1, mu2, sigma2) -> float:
     """Frechet distance ``d^2`` between N(mu1, sigma1) and N(mu2, sigma2) (module docstring).
 
     Args:
-      mu1, mu2: ``(D,)`` means.
-      sigma1, sigma2: ``(D, D)`` symmetric PSD covariances.
+      mu1: ``(D,)`` mean of the first Gaussian.
+      sigma1: ``(D, D)`` symmetric PSD covariance of the first Gaussian.
+      mu2: ``(D,)`` mean of the second Gaussian.
+      sigma2: ``(D, D)`` symmetric PSD covariance of the second Gaussian.
 
     Returns:
       ``d^2`` as a Python float (FID when the inputs are Inception pool3 statistics).

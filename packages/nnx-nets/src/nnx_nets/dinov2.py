@@ -98,7 +98,8 @@ class DINOv2Block(nnx.Module):
       mlp_ratio: MLP expansion.
       layer_norm_eps: LayerNorm epsilon (1e-6 in every released model).
       layerscale_init: initial value of the layerscale vectors.
-      dtype / precision: compute dtype and matmul precision.
+      dtype: compute dtype.
+      precision: matmul precision.
       rngs: parameter initialisation stream.
     """
 
@@ -149,8 +150,9 @@ class DINOv2(nnx.Module):
     """DINOv2 vision transformer returning CLS, patch, register and intermediate tokens.
 
     Args:
-      hidden_size / depth / num_heads: width, number of blocks, attention heads
-        (see :data:`DINOV2_PRESETS`).
+      hidden_size: width (see :data:`DINOV2_PRESETS`).
+      depth: number of blocks.
+      num_heads: attention heads.
       patch_size: patch side in pixels (14).
       image_size: side of the training resolution; the position table covers
         ``(image_size // patch_size)**2`` patches (518 -> 37 x 37).

@@ -70,8 +70,12 @@ class DiTDH(nnx.Module):
         embedding takes ``C * p * p`` input channels, which only works for p = 1; here both
         embeddings read the ``C``-channel input, identical at p = 1.
       in_channels: ``C`` (768 for DINOv2-B latents).
-      hidden_size, depth, num_heads: the trunk (XL: 1152, 28, 16).
-      head_hidden_size, head_depth, head_num_heads: the head (2048, 2, 16).
+      hidden_size: trunk width (XL: 1152).
+      depth: trunk blocks (XL: 28).
+      num_heads: trunk attention heads (XL: 16).
+      head_hidden_size: head width (2048).
+      head_depth: head blocks (2).
+      head_num_heads: head attention heads (16).
       mlp_ratio: SwiGLU width ``int(2/3 * int(D * mlp_ratio))`` in both parts.
       num_classes: real classes; label ``num_classes`` is the null label.
       time_scale: the embedder sees ``t * time_scale``.

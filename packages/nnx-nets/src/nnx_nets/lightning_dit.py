@@ -161,7 +161,10 @@ class LightningDiT(nnx.Module):
       input_size: latent height = width (16 for 256-px images through VA-VAE f16).
       patch_size: ``p`` (1 or 2 in the presets).
       in_channels: ``C`` (32 for VA-VAE f16d32).
-      hidden_size, depth, num_heads, mlp_ratio: transformer size.
+      hidden_size: transformer width.
+      depth: number of blocks.
+      num_heads: attention heads.
+      mlp_ratio: MLP expansion.
       num_classes: real classes; label ``num_classes`` is the null label.
       learn_sigma: output ``2C`` channels. Upstream then drops the second half in its
         forward; here the raw ``2C`` output is returned.

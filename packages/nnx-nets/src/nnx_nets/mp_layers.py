@@ -97,7 +97,8 @@ class MPConv(nnx.Module):
     taken per output unit. Convs pad to keep the size. No bias.
 
     Args:
-      in_channels / out_channels: widths.
+      in_channels: input width.
+      out_channels: output width.
       kernel_size: 0 for a linear layer, else the (odd) conv window.
       dtype: compute dtype (the weight is normalised in float32).
       precision: matmul / conv precision.

@@ -29,7 +29,8 @@ def axial_rope_tables(
 
     Args:
       head_dim: channels per head; must be divisible by 4 (two axes, pairs of channels).
-      grid_h, grid_w: token grid.
+      grid_h: token grid height.
+      grid_w: token grid width.
       theta: base of the frequencies (1e4).
     """
     if head_dim % 4:

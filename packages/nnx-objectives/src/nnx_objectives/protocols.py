@@ -42,7 +42,7 @@ class TwoTimeNetwork(Protocol):
 class Objective(Protocol):
     """A training objective: ``objective(model, x0, y, key) -> (loss, aux)``.
 
-    Args:
+    Args (of ``__call__``):
       model: a :class:`Network` or :class:`TwoTimeNetwork` (or a wrapper the objective
         documents, e.g. ``REPAModel``, ``WithLogVar``).
       x0: ``(B, ...)`` clean data.
