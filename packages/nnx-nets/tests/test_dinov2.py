@@ -11,6 +11,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from flax import nnx
+from nets_testlib import random_model
 
 from nnx_nets.dinov2 import DINOV2_PRESETS, DINOv2, DINOv2Block, dinov2_from_preset
 from nnx_nets.dinov2_pos_embed import resize_matrix, resize_pos_grid
@@ -139,23 +140,9 @@ def test_stem_plus_blocks_equals_full():
     assert _count(full) == _count(stem) + 3 * _count(block) == _arithmetic_count(preset)
 
 
-def _random_model(ctor, seed: int = 0, scale: float = 0.3):
-    """Build abstractly and fill every parameter from a host RNG.
-
-    Eager construction compiles every initialiser once per shape (about a second each on the
-    shared CI cores); the tests only need random non-zero weights.
-    """
-    graphdef, state = nnx.split(nnx.eval_shape(ctor))
-    rng = np.random.default_rng(seed)
-    state = jax.tree.map(
-        lambda s: jnp.asarray(scale * rng.standard_normal(s.shape), s.dtype), state
-    )
-    return nnx.merge(graphdef, state)
-
-
 def _tiny(**kwargs) -> DINOv2:
     base = {"hidden_size": 32, "depth": 2, "num_heads": 2, "patch_size": 4, "image_size": 16}
-    return _random_model(lambda: DINOv2(**{**base, **kwargs}, rngs=nnx.Rngs(0)))
+    return random_model(lambda: DINOv2(**{**base, **kwargs}, rngs=nnx.Rngs(0)))
 
 
 def test_outputs_shapes_and_scan_remat_equivalence():

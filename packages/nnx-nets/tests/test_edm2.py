@@ -9,6 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax import nnx
+from nets_testlib import random_model
 
 from nnx_nets import EDM2_PRESETS, EDM2Block, EDM2UNet, edm2_unet_from_preset
 from nnx_nets.mp_layers import (
@@ -28,11 +29,7 @@ def _count(module) -> int:
 
 
 def _random_model(ctor, seed: int = 0):
-    """Abstract build, then N(0, 1) parameters and tables from a host RNG (no init compiles)."""
-    graphdef, state = nnx.split(nnx.eval_shape(ctor))
-    rng = np.random.default_rng(seed)
-    state = jax.tree.map(lambda s: jnp.asarray(rng.standard_normal(s.shape), s.dtype), state)
-    return nnx.merge(graphdef, state)
+    return random_model(ctor, seed, scale=1.0)
 
 
 def test_mp_silu_sum_cat_preserve_magnitude():

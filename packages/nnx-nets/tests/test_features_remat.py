@@ -13,20 +13,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
+from nets_testlib import random_model
 
 from nnx_nets import SDVAE, EDM2UNet, RAEDecoder
 
 LOSS_RTOL = 1e-6
-
-
-def _random_model(ctor, seed: int = 0, scale: float = 0.3):
-    """Abstract build, then N(0, scale^2) parameters from a host RNG (no init compiles)."""
-    graphdef, state = nnx.split(nnx.eval_shape(ctor))
-    rng = np.random.default_rng(seed)
-    state = jax.tree.map(
-        lambda s: jnp.asarray(scale * rng.standard_normal(s.shape), s.dtype), state
-    )
-    return nnx.merge(graphdef, state)
 
 
 def _checkpointed_calls(model, loss_fn, *args) -> int:
@@ -49,7 +40,7 @@ def test_rae_decoder_features_are_the_layer_outputs():
         grid_size=2,
         patch_size=2,
     )
-    model = _random_model(lambda: RAEDecoder(**kwargs, rngs=nnx.Rngs(0)))
+    model = random_model(lambda: RAEDecoder(**kwargs, rngs=nnx.Rngs(0)))
     latents = jnp.asarray(np.random.default_rng(1).standard_normal((2, 2, 2, 8)), jnp.float32)
 
     @nnx.jit
@@ -68,7 +59,7 @@ def test_rae_decoder_features_are_the_layer_outputs():
 
 
 def _tiny_vae(**extra):
-    return _random_model(
+    return random_model(
         lambda: SDVAE(
             block_out_channels=(8, 16),
             layers_per_block=1,
@@ -109,7 +100,7 @@ def test_sd_vae_features_and_remat():
 def _tiny_edm2(**extra):
     # One level: the input conv, one encoder block, and the decoder's in0 (attention), in1
     # and two skip blocks; multi-level structure is covered by test_edm2.py.
-    return _random_model(
+    return random_model(
         lambda: EDM2UNet(
             img_resolution=4,
             img_channels=2,

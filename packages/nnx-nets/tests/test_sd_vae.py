@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 from flax import nnx
+from nets_testlib import random_model
 
 from nnx_nets import SDVAE, DiagonalGaussian, sd_vae_from_preset
 from nnx_nets.sd_vae_blocks import vae_conv
@@ -16,14 +17,8 @@ from nnx_nets.sd_vae_blocks import vae_conv
 torch.set_num_threads(1)
 
 
-def _random_model(ctor, seed: int = 0, scale: float = 0.2):
-    """Build abstractly and fill every parameter from a host RNG (no initialiser compiles)."""
-    graphdef, state = nnx.split(nnx.eval_shape(ctor))
-    rng = np.random.default_rng(seed)
-    state = jax.tree.map(
-        lambda s: jnp.asarray(scale * rng.standard_normal(s.shape), s.dtype), state
-    )
-    return nnx.merge(graphdef, state)
+def _random_model(ctor, seed: int = 0):
+    return random_model(ctor, seed, scale=0.2)
 
 
 def _tiny(**kwargs) -> SDVAE:

@@ -77,16 +77,6 @@ def test_sincos_table_matches_diffusers_and_closed_form():
     np.testing.assert_allclose(table[1 + row * 16 + col], expected, atol=1e-12)
 
 
-def _random_model(ctor, seed: int = 0, scale: float = 0.3):
-    """Build abstractly and fill every parameter from a host RNG (no initialiser compiles)."""
-    graphdef, state = nnx.split(nnx.eval_shape(ctor))
-    rng = np.random.default_rng(seed)
-    state = jax.tree.map(
-        lambda s: jnp.asarray(scale * rng.standard_normal(s.shape), s.dtype), state
-    )
-    return nnx.merge(graphdef, state)
-
-
 def _tiny_decoder(**kwargs) -> RAEDecoder:
     return RAEDecoder(
         hidden_size=16,
