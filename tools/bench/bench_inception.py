@@ -78,15 +78,9 @@ def main(argv=None) -> dict:
     outputs = {name: fn() for name, fn in fns.items()}  # warm-up (compiles ours)
     assert all(out.shape == (args.batch, 2048) for out in outputs.values()), outputs
     medians = harness.alternate(fns, rounds=args.rounds, calls=1)
-    results = [
-        dict(case=case, framework=name, metric="throughput", value=args.batch / seconds,
-             unit="img/s", seconds=seconds)
-        for name, seconds in medians.items()
-    ]  # fmt: skip
-    results.append(
-        dict(case=case, framework="jax / torch", metric="throughput_ratio",
-             value=medians["torch (pytorch-fid)"] / medians["jax (nnx-fid)"], unit="x")
-    )  # fmt: skip
+    results = harness.throughput_rows(
+        case, medians, args.batch, ours="jax (nnx-fid)", baseline="torch (pytorch-fid)"
+    )
     return harness.write_report("inception", results, args.out)
 
 

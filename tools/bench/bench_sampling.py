@@ -82,13 +82,7 @@ def main(argv=None) -> dict:
     for fn in fns.values():
         fn()
     medians = harness.alternate(fns, rounds=args.rounds, calls=1)
-    results = [
-        dict(case=case, framework=name, metric="throughput", value=args.samples / seconds,
-             unit="img/s", seconds=seconds)
-        for name, seconds in medians.items()
-    ]  # fmt: skip
-    results.append(dict(case=case, framework="jax / torch", metric="throughput_ratio",
-                        value=medians["torch"] / medians["jax"], unit="x"))  # fmt: skip
+    results = harness.throughput_rows(case, medians, args.samples, ours="jax", baseline="torch")
     return harness.write_report("sampling", results, args.out)
 
 

@@ -67,6 +67,21 @@ def alternate(fns: dict[str, Callable[[], object]], *, rounds: int, calls: int) 
     return {name: statistics.median(values) for name, values in samples.items()}
 
 
+def throughput_rows(
+    case: str, medians: dict[str, float], items: int, *, ours: str, baseline: str
+) -> list[dict]:
+    """One ``throughput`` row (items / median seconds) per contender, then the ratio
+    ``ours / baseline`` in throughput (> 1: ours is faster)."""
+    rows = [
+        dict(case=case, framework=name, metric="throughput", value=items / seconds,
+             unit="img/s", seconds=seconds)
+        for name, seconds in medians.items()
+    ]  # fmt: skip
+    rows.append(dict(case=case, framework="jax / torch", metric="throughput_ratio",
+                     value=medians[baseline] / medians[ours], unit="x"))  # fmt: skip
+    return rows
+
+
 def write_report(name: str, results: list[dict], out: str | pathlib.Path) -> dict:
     report = {"name": name, "machine": machine(), "commit": commit(), "results": results}
     out = pathlib.Path(out)

@@ -37,9 +37,8 @@ RAE_ATTENTION = {
 }
 
 
-@pytest.fixture(scope="module")
-def reference():
-    model = TorchRAEDecoder(
+def _torch_decoder() -> TorchRAEDecoder:
+    return TorchRAEDecoder(
         hidden_size=LATENT,
         decoder_hidden_size=HIDDEN,
         decoder_num_hidden_layers=DEPTH,
@@ -48,7 +47,12 @@ def reference():
         num_patches=GRID * GRID,
         patch_size=PATCH,
         image_size=GRID * PATCH,
-    ).eval()
+    )
+
+
+@pytest.fixture(scope="module")
+def reference():
+    model = _torch_decoder().eval()
     generator = torch.Generator().manual_seed(0)
     with torch.no_grad():
         for param in model.parameters():
@@ -181,16 +185,7 @@ def test_round_trip_is_exact(reference):
         for key, value in _params(model).items():
             np.testing.assert_array_equal(reloaded[key], value)
     # A torch model accepts the export with strict key checking.
-    torch_again = TorchRAEDecoder(
-        hidden_size=LATENT,
-        decoder_hidden_size=HIDDEN,
-        decoder_num_hidden_layers=DEPTH,
-        decoder_num_attention_heads=HEADS,
-        decoder_intermediate_size=MLP,
-        num_patches=GRID * GRID,
-        patch_size=PATCH,
-        image_size=GRID * PATCH,
-    )
+    torch_again = _torch_decoder()
     exported = export_state_dict(model, rae_decoder_rules(model, layout="diffusers"))
     torch_again.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in exported.items()})
 
