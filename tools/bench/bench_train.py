@@ -3,8 +3,12 @@
 Same DiT architecture, batch, loss and optimiser on both sides; both pinned to the same
 thread count by ``run_all.py`` (environment set before either framework is imported).
 Runs alternate between frameworks. Reported in images per second, and the ratio
-ours / torch (> 1 means we are faster). Cost growth: step time of ours against batch size
-(fixed model) and against model size (fixed batch).
+ours / torch (> 1 means we are faster). Ours runs the DiT blocks under ``jax.lax.scan``, the
+fast configuration on XLA:CPU; the first case also times the unrolled blocks, which XLA:CPU
+compiles into a slower backward pass (``packages/nnx-nets/README.md``). Our step also
+computes the gradient norm and the non-finite guard, which the PyTorch step does not.
+Cost growth: step time of ours against batch size (fixed model) and against model size
+(fixed batch).
 """
 
 from __future__ import annotations
@@ -43,31 +47,27 @@ def main(argv=None) -> dict:
     for size, resolution, channels, batch in cases:
         case, kwargs, (x0, y) = _case(size, resolution, channels, batch)
         fns = {
-            "jax (library)": dit_steps.library_step(kwargs, x0, y),
+            "jax (library)": dit_steps.library_step(kwargs, x0, y, scan_blocks=True),
             "torch": dit_steps.torch_step(kwargs, x0, y),
         }
+        if (size, resolution, channels, batch) == THROUGHPUT_CASES[0]:
+            fns["jax (library, unrolled blocks)"] = dit_steps.library_step(kwargs, x0, y)
         for fn in fns.values():
             fn()
         medians = harness.alternate(fns, rounds=args.rounds, calls=args.calls)
-        for name, seconds in medians.items():
-            results.append(
-                dict(case=case, framework=name, metric="throughput", value=batch / seconds,
-                     unit="img/s", step_time_s=seconds)
-            )  # fmt: skip
-        results.append(
-            dict(case=case, framework="jax / torch", metric="throughput_ratio",
-                 value=medians["torch"] / medians["jax (library)"], unit="x")
-        )  # fmt: skip
+        results += harness.throughput_rows(
+            case, medians, batch, ours="jax (library)", baseline="torch"
+        )
     if not args.quick:
         for batch in GROWTH_BATCHES:
             case, kwargs, (x0, y) = _case("S", 8, 1, batch)
-            run = dit_steps.library_step(kwargs, x0, y)
+            run = dit_steps.library_step(kwargs, x0, y, scan_blocks=True)
             seconds = harness.alternate({"jax": run}, rounds=1, calls=args.calls + 1)["jax"]
             results.append(dict(case=case, framework="jax (library)", metric="growth_batch",
                                 value=seconds, unit="s/step", batch=batch))  # fmt: skip
         for size in GROWTH_SIZES:
             case, kwargs, (x0, y) = _case(size, 8, 1, 16)
-            run = dit_steps.library_step(kwargs, x0, y)
+            run = dit_steps.library_step(kwargs, x0, y, scan_blocks=True)
             seconds = harness.alternate({"jax": run}, rounds=1, calls=args.calls + 1)["jax"]
             results.append(dict(case=case, framework="jax (library)", metric="growth_model",
                                 value=seconds, unit="s/step", size=size))  # fmt: skip

@@ -1,8 +1,15 @@
 """The DiT training steps that the benchmarks time, in JAX (three NNX paths) and PyTorch.
 
-All paths compute the same mathematics: the linear flow-matching loss
-``mean((model(x_t, t, y) - (eps - x0))^2)`` with ``x_t = (1 - t) x0 + t eps`` and one AdamW
-update (lr 1e-4, weight decay 0).
+All paths compute the linear flow-matching loss ``mean((model(x_t, t, y) - (eps - x0))^2)``
+with ``x_t = (1 - t) x0 + t eps`` and one AdamW update (lr 1e-4, weight decay 0). The
+library step also computes the gradient norm and keeps the old state when the loss or the
+norm is not finite; the plain ``jax.jit`` baseline does the same work, so that their ratio
+is the cost of the library's structure alone. The JAX paths draw step ``i``'s noise from
+``fold_in(key(0), i)``, so from the same weights they reach the same parameters.
+
+``scan_blocks=True`` runs the DiT blocks under ``jax.lax.scan``: on XLA:CPU this is the
+fast configuration (unrolled, the backward pass of DiT-S/2 took 2.1x longer; see
+``packages/nnx-nets/README.md``).
 """
 
 from __future__ import annotations
@@ -65,61 +72,83 @@ def _perturbed(model: nnx.Module) -> nnx.Module:
     return model
 
 
-def jax_pure_step(kwargs: dict, x0, y):
-    """Plain ``jax.jit`` over split state: merge inside, return new state, donate buffers."""
-    model = _perturbed(DiT(**kwargs, rngs=nnx.Rngs(0)))
+def _model(kwargs: dict, scan_blocks: bool) -> DiT:
+    return _perturbed(DiT(**kwargs, scan_blocks=scan_blocks, rngs=nnx.Rngs(0)))
+
+
+def jax_pure_step(kwargs: dict, x0, y, *, scan_blocks: bool = False):
+    """Plain ``jax.jit`` over split state: the library step's mathematics written out by hand.
+
+    Same as :func:`library_step` (step key ``fold_in(key(0), step)``, mean loss, gradient
+    norm, AdamW, parameters and moments kept when the loss or the norm is not finite), but
+    on bare pytrees: no ``TrainState``, no loss-function protocol, no metrics dict.
+    """
+    model = _model(kwargs, scan_blocks)
     graphdef, params, rest = nnx.split(model, nnx.Param, ...)
     tx = optax.adamw(LEARNING_RATE, weight_decay=0.0)
-    opt_state = tx.init(params)
 
     @functools.partial(jax.jit, donate_argnums=(0, 1))
-    def step(params, opt_state, x0, y, key):
+    def step(params, opt_state, i, x0, y, base_key):
+        key = jax.random.fold_in(base_key, i)
         loss, grads = jax.value_and_grad(
             lambda p: flow_loss(nnx.merge(graphdef, p, rest), x0, y, key)
         )(params)
-        updates, opt_state = tx.update(grads, opt_state, params)
-        return optax.apply_updates(params, updates), opt_state, loss
+        grad_norm = optax.tree.norm(grads)
+        updates, new_opt_state = tx.update(grads, opt_state, params)
+        new_params = optax.apply_updates(params, updates)
+        finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
 
-    state = {"params": params, "opt": opt_state, "i": 0}
-    x0, y = jnp.asarray(x0), jnp.asarray(y)
+        def keep(new, old):
+            return jax.tree.map(lambda n, o: jnp.where(finite, n, o), new, old)
+
+        return keep(new_params, params), keep(new_opt_state, opt_state), i + 1, loss
+
+    holder = {"params": params, "opt": tx.init(params), "i": jnp.int32(0)}
+    x0, y, base_key = jnp.asarray(x0), jnp.asarray(y), jax.random.key(0)
 
     def run():
-        state["i"] += 1
-        state["params"], state["opt"], loss = step(
-            state["params"], state["opt"], x0, y, jax.random.key(state["i"])
+        holder["params"], holder["opt"], holder["i"], loss = step(
+            holder["params"], holder["opt"], holder["i"], x0, y, base_key
         )
         return jax.block_until_ready(loss)
 
+    run.params = lambda: holder["params"]
     return run
 
 
-def nnx_jit_step(kwargs: dict, x0, y):
-    """The NNX idiom: ``nnx.jit`` over the module and an ``nnx.Optimizer`` (graph mode)."""
-    model = _perturbed(DiT(**kwargs, rngs=nnx.Rngs(0)))
+def nnx_jit_step(kwargs: dict, x0, y, *, scan_blocks: bool = False):
+    """The NNX idiom: ``nnx.jit`` over the module and an ``nnx.Optimizer`` (graph mode).
+
+    Plain AdamW (no gradient norm or non-finite guard): the cost of the idiom itself.
+    """
+    model = _model(kwargs, scan_blocks)
     optimizer = nnx.Optimizer(model, optax.adamw(LEARNING_RATE, weight_decay=0.0), wrt=nnx.Param)
 
     @nnx.jit
-    def step(model, optimizer, x0, y, key):
+    def step(model, optimizer, x0, y, base_key, i):
+        key = jax.random.fold_in(base_key, i)
         loss, grads = nnx.value_and_grad(lambda m: flow_loss(m, x0, y, key))(model)
         optimizer.update(model, grads)
         return loss
 
-    x0, y = jnp.asarray(x0), jnp.asarray(y)
+    x0, y, base_key = jnp.asarray(x0), jnp.asarray(y), jax.random.key(0)
     counter = [0]
 
     def run():
+        loss = step(model, optimizer, x0, y, base_key, jnp.int32(counter[0]))
         counter[0] += 1
-        return jax.block_until_ready(step(model, optimizer, x0, y, jax.random.key(counter[0])))
+        return jax.block_until_ready(loss)
 
+    run.params = lambda: nnx.state(model, nnx.Param)
     return run
 
 
-def library_step(kwargs: dict, x0, y):
+def library_step(kwargs: dict, x0, y, *, scan_blocks: bool = False):
     """The library's path: ``nnx_train``'s pure step on a ``TrainState`` (no EMA here)."""
     from nnx_train.state import TrainState
     from nnx_train.step import make_train_step
 
-    model = _perturbed(DiT(**kwargs, rngs=nnx.Rngs(0)))
+    model = _model(kwargs, scan_blocks)
     graphdef, params, rest = nnx.split(model, nnx.Param, ...)
     tx = optax.adamw(LEARNING_RATE, weight_decay=0.0)
     state = TrainState(
@@ -153,6 +182,7 @@ def library_step(kwargs: dict, x0, y):
         holder["state"], metrics = step(holder["state"], None, batch)
         return jax.block_until_ready(metrics["loss"])
 
+    run.params = lambda: holder["state"].params
     return run
 
 
