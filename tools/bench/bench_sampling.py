@@ -74,7 +74,7 @@ def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--out", default="runs/bench/sampling.json")
     parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--samples", type=int, default=64)
+    parser.add_argument("--samples", type=int, default=16)
     args = parser.parse_args(argv)
     kwargs = dit_steps.dit_kwargs("S", resolution=8, channels=1, patch=2, classes=CLASSES)
     case = f"DiT-S/2 8x8x1, {args.samples} samples, Euler-{NUM_STEPS}, CFG {SCALE}"

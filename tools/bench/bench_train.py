@@ -35,6 +35,27 @@ def _case(size, resolution, channels, batch) -> tuple[str, dict, tuple]:
     return f"DiT-{size}/2 {resolution}x{resolution}x{channels} batch {batch}", kwargs, arrays
 
 
+def _growth(*, rounds: int) -> list[dict]:
+    """Seconds per step of ours against batch (DiT-S/2) and against model size (batch 16).
+
+    Every configuration is compiled and warmed up first, then all are timed in alternating
+    rounds, so that drift of the machine does not bend the curve.
+    """
+    configs = {("growth_batch", "batch", b): ("S", b) for b in GROWTH_BATCHES}
+    configs |= {("growth_model", "size", size): (size, 16) for size in GROWTH_SIZES}
+    runs, cases = {}, {}
+    for key, (size, batch) in configs.items():
+        cases[key], kwargs, (x0, y) = _case(size, 8, 1, batch)
+        runs[key] = dit_steps.library_step(kwargs, x0, y, scan_blocks=True)
+        runs[key]()
+    medians = harness.alternate(runs, rounds=rounds, calls=1)
+    return [
+        {"case": cases[key], "framework": "jax (library)", "metric": key[0],
+         "value": seconds, "unit": "s/step", key[1]: key[2]}
+        for key, seconds in medians.items()
+    ]  # fmt: skip
+
+
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--out", default="runs/bench/train.json")
@@ -59,18 +80,7 @@ def main(argv=None) -> dict:
             case, medians, batch, ours="jax (library)", baseline="torch"
         )
     if not args.quick:
-        for batch in GROWTH_BATCHES:
-            case, kwargs, (x0, y) = _case("S", 8, 1, batch)
-            run = dit_steps.library_step(kwargs, x0, y, scan_blocks=True)
-            seconds = harness.alternate({"jax": run}, rounds=1, calls=args.calls + 1)["jax"]
-            results.append(dict(case=case, framework="jax (library)", metric="growth_batch",
-                                value=seconds, unit="s/step", batch=batch))  # fmt: skip
-        for size in GROWTH_SIZES:
-            case, kwargs, (x0, y) = _case(size, 8, 1, 16)
-            run = dit_steps.library_step(kwargs, x0, y, scan_blocks=True)
-            seconds = harness.alternate({"jax": run}, rounds=1, calls=args.calls + 1)["jax"]
-            results.append(dict(case=case, framework="jax (library)", metric="growth_model",
-                                value=seconds, unit="s/step", size=size))  # fmt: skip
+        results += _growth(rounds=args.rounds)
     return harness.write_report("train", results, args.out)
 
 

@@ -80,8 +80,9 @@ def jax_pure_step(kwargs: dict, x0, y, *, scan_blocks: bool = False):
     """Plain ``jax.jit`` over split state: the library step's mathematics written out by hand.
 
     Same as :func:`library_step` (step key ``fold_in(key(0), step)``, mean loss, gradient
-    norm, AdamW, parameters and moments kept when the loss or the norm is not finite), but
-    on bare pytrees: no ``TrainState``, no loss-function protocol, no metrics dict.
+    norm, AdamW under a ``lax.cond`` that keeps parameters and moments when the loss or the
+    norm is not finite), but on bare pytrees: no ``TrainState``, no loss-function protocol,
+    no metrics dict.
     """
     model = _model(kwargs, scan_blocks)
     graphdef, params, rest = nnx.split(model, nnx.Param, ...)
@@ -94,14 +95,14 @@ def jax_pure_step(kwargs: dict, x0, y, *, scan_blocks: bool = False):
             lambda p: flow_loss(nnx.merge(graphdef, p, rest), x0, y, key)
         )(params)
         grad_norm = optax.tree.norm(grads)
-        updates, new_opt_state = tx.update(grads, opt_state, params)
-        new_params = optax.apply_updates(params, updates)
         finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
 
-        def keep(new, old):
-            return jax.tree.map(lambda n, o: jnp.where(finite, n, o), new, old)
+        def advance(old):
+            updates, opt_state = tx.update(grads, old[1], old[0])
+            return optax.apply_updates(old[0], updates), opt_state
 
-        return keep(new_params, params), keep(new_opt_state, opt_state), i + 1, loss
+        params, opt_state = jax.lax.cond(finite, advance, lambda old: old, (params, opt_state))
+        return params, opt_state, i + 1, loss
 
     holder = {"params": params, "opt": tx.init(params), "i": jnp.int32(0)}
     x0, y, base_key = jnp.asarray(x0), jnp.asarray(y), jax.random.key(0)

@@ -77,20 +77,25 @@ def make_train_step(
 
         (loss, (aux, rest)), grads = jax.value_and_grad(compute, has_aux=True)(state.params)
         grad_norm = optax.tree.norm(grads)
-        updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
-        params = optax.apply_updates(state.params, updates)
-        ema = update_ema(state.ema, params, decays)
         finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
 
-        def keep(new, old):
-            return jax.tree.map(lambda n, o: jnp.where(finite, n, o), new, old)
+        def advance(old):
+            params, _, opt_state, ema = old
+            updates, opt_state = optimizer.update(grads, opt_state, params)
+            params = optax.apply_updates(params, updates)
+            return params, rest, opt_state, update_ema(ema, params, decays)
 
+        # A cond, not a select: the update runs in place on the donated buffers instead of
+        # next to a kept copy (DiT-S/2: 650 MB of temporaries against 875 MB).
+        params, rest, opt_state, ema = jax.lax.cond(
+            finite, advance, lambda old: old, (state.params, state.rest, state.opt_state, state.ema)
+        )
         new_state = state.replace(
             step=state.step + 1,
-            params=keep(params, state.params),
-            rest=keep(rest, state.rest),
-            opt_state=keep(opt_state, state.opt_state),
-            ema=keep(ema, state.ema),
+            params=params,
+            rest=rest,
+            opt_state=opt_state,
+            ema=ema,
             num_nonfinite=state.num_nonfinite + (~finite).astype(jnp.int32),
         )
         metrics = {
