@@ -8,7 +8,7 @@ is the cost of the library's structure alone. The JAX paths draw step ``i``'s no
 ``fold_in(key(0), i)``, so from the same weights they reach the same parameters.
 
 ``scan_blocks=True`` runs the DiT blocks under ``jax.lax.scan``: on XLA:CPU this is the
-fast configuration (unrolled, the backward pass of DiT-S/2 took 2.1x longer; see
+fast configuration (unrolled, a DiT-S/2 train step took 1.9-2.1x longer; see
 ``packages/nnx-nets/README.md``).
 """
 
