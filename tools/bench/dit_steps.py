@@ -72,7 +72,8 @@ def _perturbed(model: nnx.Module) -> nnx.Module:
     return model
 
 
-def _model(kwargs: dict, scan_blocks: bool) -> DiT:
+def build_model(kwargs: dict, scan_blocks: bool) -> DiT:
+    """The DiT every benchmark path starts from (seed 0, every parameter perturbed)."""
     return _perturbed(DiT(**kwargs, scan_blocks=scan_blocks, rngs=nnx.Rngs(0)))
 
 
@@ -84,7 +85,7 @@ def jax_pure_step(kwargs: dict, x0, y, *, scan_blocks: bool = False):
     norm is not finite), but on bare pytrees: no ``TrainState``, no loss-function protocol,
     no metrics dict.
     """
-    model = _model(kwargs, scan_blocks)
+    model = build_model(kwargs, scan_blocks)
     graphdef, params, rest = nnx.split(model, nnx.Param, ...)
     tx = optax.adamw(LEARNING_RATE, weight_decay=0.0)
 
@@ -122,7 +123,7 @@ def nnx_jit_step(kwargs: dict, x0, y, *, scan_blocks: bool = False):
 
     Plain AdamW (no gradient norm or non-finite guard): the cost of the idiom itself.
     """
-    model = _model(kwargs, scan_blocks)
+    model = build_model(kwargs, scan_blocks)
     optimizer = nnx.Optimizer(model, optax.adamw(LEARNING_RATE, weight_decay=0.0), wrt=nnx.Param)
 
     @nnx.jit
@@ -149,7 +150,7 @@ def library_step(kwargs: dict, x0, y, *, scan_blocks: bool = False):
     from nnx_train.state import TrainState
     from nnx_train.step import make_train_step
 
-    model = _model(kwargs, scan_blocks)
+    model = build_model(kwargs, scan_blocks)
     graphdef, params, rest = nnx.split(model, nnx.Param, ...)
     tx = optax.adamw(LEARNING_RATE, weight_decay=0.0)
     state = TrainState(
