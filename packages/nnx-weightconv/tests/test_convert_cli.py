@@ -9,7 +9,6 @@ margin while any wrong weight gives errors of order 1e-1); NNX against NNX with 
 weights, exact.
 """
 
-import importlib.util
 import json
 import pathlib
 
@@ -22,6 +21,7 @@ import torch
 from diffusers import AutoencoderKL
 from flax import nnx
 from transformers import Dinov2WithRegistersConfig, Dinov2WithRegistersModel
+from weightconv_testlib import randomise_torch
 
 from nnx_nets import SDVAE, DINOv2, RAEDecoder
 from nnx_weightconv import (
@@ -35,24 +35,8 @@ from nnx_weightconv import (
 
 torch.set_num_threads(1)
 
-TOOL = pathlib.Path(__file__).resolve().parents[3] / "tools" / "convert_checkpoint.py"
 ATOL = 2e-5
 OLD_NAMES = {"to_q": "query", "to_k": "key", "to_v": "value", "to_out.0": "proj_attn"}
-
-
-@pytest.fixture(scope="module")
-def tool():
-    spec = importlib.util.spec_from_file_location("convert_checkpoint", TOOL)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def _randomise(module: torch.nn.Module, seed: int, scale: float) -> None:
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for param in module.parameters():
-            param.copy_(scale * torch.randn(param.shape, generator=generator))
 
 
 def _restored(cls, kwargs: dict, directory: pathlib.Path):
@@ -71,7 +55,7 @@ def test_dinov2_with_registers_from_transformers_files(tool, tmp_path, capsys):
         num_register_tokens=4,
     )
     reference = Dinov2WithRegistersModel(config).eval()
-    _randomise(reference, seed=0, scale=0.3)
+    randomise_torch(reference, seed=0, scale=0.3)
     reference.save_pretrained(tmp_path / "hf")
     files = [str(tmp_path / "hf" / "model.safetensors"), str(tmp_path / "out")]
     config_flag = ["--config", str(tmp_path / "hf" / "config.json")]
@@ -110,7 +94,7 @@ def tiny_vae():
         layers_per_block=1,
         norm_num_groups=4,
     ).eval()
-    _randomise(vae, seed=2, scale=0.2)
+    randomise_torch(vae, seed=2, scale=0.2)
     old = {}
     for key, value in vae.state_dict().items():
         for new, name in OLD_NAMES.items():

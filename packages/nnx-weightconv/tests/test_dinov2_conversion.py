@@ -20,6 +20,7 @@ from transformers import (
     Dinov2WithRegistersConfig,
     Dinov2WithRegistersModel,
 )
+from weightconv_testlib import randomise_torch
 
 from nnx_nets import DINOv2
 from nnx_weightconv import ConversionError, export_state_dict, read_state_dict
@@ -32,13 +33,6 @@ WIDTH, DEPTH, HEADS, PATCH, IMAGE = 32, 2, 2, 4, 16
 # about 1e-6 on outputs of magnitude ~2, so 2e-5 leaves margin while a wrong layout, norm,
 # activation or interpolation mode gives errors of order 1e-1.
 ATOL = 2e-5
-
-
-def _randomise(module: torch.nn.Module, seed: int) -> None:
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for param in module.parameters():
-            param.copy_(0.3 * torch.randn(param.shape, generator=generator))
 
 
 def _torch_dinov2(registers: bool, swiglu: bool) -> torch.nn.Module:
@@ -54,7 +48,7 @@ def _torch_dinov2(registers: bool, swiglu: bool) -> torch.nn.Module:
         model = Dinov2WithRegistersModel(Dinov2WithRegistersConfig(num_register_tokens=4, **kwargs))
     else:
         model = Dinov2Model(Dinov2Config(**kwargs))
-    _randomise(model, seed=1 + int(registers))
+    randomise_torch(model, seed=1 + int(registers))
     return model.eval()
 
 
@@ -277,7 +271,7 @@ def test_hub_layout_matches_timm():
         init_values=0.5,
         num_classes=0,
     )
-    _randomise(reference, seed=5)
+    randomise_torch(reference, seed=5)
     reference.eval()
     state_dict = {k: v.numpy() for k, v in reference.state_dict().items()}
     state_dict["mask_token"] = np.zeros((1, WIDTH), np.float32)

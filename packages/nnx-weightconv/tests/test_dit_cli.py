@@ -1,8 +1,5 @@
 """tools/convert_checkpoint.py: .pt / .safetensors -> orbax, and key reports by name."""
 
-import importlib.util
-import pathlib
-
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -17,7 +14,6 @@ from nnx_weightconv.specs.dit_dh import dit_dh_rules
 
 torch.set_num_threads(1)
 
-TOOL = pathlib.Path(__file__).resolve().parents[3] / "tools" / "convert_checkpoint.py"
 DIT = dict(
     input_size=8,
     patch_size=2,
@@ -47,14 +43,6 @@ DIT_FLAGS = [
     "5",
     "--learn-sigma",
 ]
-
-
-@pytest.fixture(scope="module")
-def tool():
-    spec = importlib.util.spec_from_file_location("convert_checkpoint", TOOL)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def random_model(cls, seed, **kwargs):
