@@ -97,9 +97,7 @@ def compile_and_run(dit_step, name: str | None, *, constrain: bool = True):
         config, rules = MESHES[name]
         mesh = ns.make_mesh(config)
         params = jax.device_put(params, ns.named_shardings(params, mesh=mesh, rules=rules))
-        opt_state = jax.device_put(
-            opt_state, ns.named_shardings(opt_state, mesh=mesh, rules=rules)
-        )
+        opt_state = jax.device_put(opt_state, ns.named_shardings(opt_state, mesh=mesh, rules=rules))
         batch = ns.global_batch(batch, mesh=mesh, rules=rules)  # split along the batch only
         if constrain:
             context = ns.activation_sharding(mesh, rules)
@@ -169,4 +167,3 @@ def test_nnx_nets_tokens_follow_the_activation_rules(eight_devices):
     assert whole.sharding.is_equivalent_to(batch_split, 3)
     assert not whole.sharding.is_equivalent_to(tokens_split, 3)
     np.testing.assert_array_equal(np.asarray(split), 2 * np.asarray(tokens))
-
