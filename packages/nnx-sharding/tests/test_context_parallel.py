@@ -21,8 +21,7 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
 import nnx_sharding as ns
-from nnx_nets import DiT, DiTDH, LightningDiT
-from nnx_nets.activation_axes import constrain_tokens
+from nnx_nets import DiT, DiTDH, LightningDiT, constrain_tokens
 
 BATCH = 8
 # 16 x 16 x 4 input, patch 2 -> 64 tokens (divisible by sequence = 4); width 64, 4 heads.

@@ -13,8 +13,9 @@ nnx-nets, so the switch lives in state that both already share:
   name goes, as ``(name, mesh axes)`` pairs;
 - JAX's mesh context (``jax.set_mesh``) says which mesh.
 
-`constrain` applies ``jax.lax.with_sharding_constraint`` only when both are set, and returns
-its input unchanged otherwise, so a network runs on one device without knowing about meshes.
+`constrain_activation` applies ``jax.lax.with_sharding_constraint`` only when both are set,
+and returns its input unchanged otherwise, so a network runs on one device without knowing
+about meshes.
 ``nnx_sharding.activation_sharding(mesh, rules)`` enters both contexts with the ``activations``
 table of a rule set; plain Flax code gets the same effect with
 ``with jax.set_mesh(mesh), nnx.logical_axis_rules(pairs):``. This is the idiom Flax documents
@@ -37,7 +38,7 @@ import jax
 from flax.linen import get_logical_axis_rules
 from jax.sharding import PartitionSpec
 
-__all__ = ["TOKEN_AXES", "constrain", "constrain_tokens"]
+__all__ = ["TOKEN_AXES", "constrain_activation", "constrain_tokens"]
 
 TOKEN_AXES: tuple[str, str, str] = ("batch", "seq", "embed")
 """Logical axes of a token sequence ``(B, N, D)`` (the residual stream of a transformer)."""
@@ -51,7 +52,7 @@ def _mesh_axes(entry) -> tuple[str, ...]:
     return tuple(entry)
 
 
-def constrain(x: jax.Array, logical_axes: Sequence[str | None]) -> jax.Array:
+def constrain_activation(x: jax.Array, logical_axes: Sequence[str | None]) -> jax.Array:
     """Constrains ``x`` to the sharding its logical axes name (identity outside a context).
 
     Args:
@@ -92,4 +93,4 @@ def constrain(x: jax.Array, logical_axes: Sequence[str | None]) -> jax.Array:
 
 def constrain_tokens(x: jax.Array) -> jax.Array:
     """Constrains a token sequence ``(B, N, D)`` to `TOKEN_AXES` (identity outside a context)."""
-    return constrain(x, TOKEN_AXES)
+    return constrain_activation(x, TOKEN_AXES)

@@ -24,7 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from nnx_nets.activation_axes import constrain
+from nnx_nets.activation_axes import constrain_activation
 from nnx_nets.initializers import xavier_uniform
 from nnx_nets.norms import RMSNorm
 from nnx_nets.rope import apply_rope
@@ -96,10 +96,10 @@ class SelfAttention(nnx.Module):
             q, k = self.q_norm(q), self.k_norm(k)
         if rope is not None:
             q, k = apply_rope(q, *rope), apply_rope(k, *rope)
-        q = constrain(q, ("batch", "seq", "heads", None))
+        q = constrain_activation(q, ("batch", "seq", "heads", None))
         # Full key / value sequences on every device of a sequence group (the all-gather).
-        k = constrain(k, ("batch", None, "heads", None))
-        v = constrain(v, ("batch", None, "heads", None))
+        k = constrain_activation(k, ("batch", None, "heads", None))
+        v = constrain_activation(v, ("batch", None, "heads", None))
         out = jax.nn.dot_product_attention(q, k, v)
-        out = constrain(out.reshape(batch, tokens, -1), ("batch", "seq", "heads"))
+        out = constrain_activation(out.reshape(batch, tokens, -1), ("batch", "seq", "heads"))
         return self.out(out)

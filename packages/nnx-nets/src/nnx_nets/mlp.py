@@ -12,14 +12,14 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from nnx_nets.activation_axes import constrain
+from nnx_nets.activation_axes import constrain_activation
 from nnx_nets.initializers import xavier_uniform
 
 _HIDDEN_AXES = ("batch", "seq", "mlp")
 
 
 def _constrain_hidden(h: jax.Array) -> jax.Array:
-    return constrain(h, _HIDDEN_AXES) if h.ndim == len(_HIDDEN_AXES) else h
+    return constrain_activation(h, _HIDDEN_AXES) if h.ndim == len(_HIDDEN_AXES) else h
 
 
 def _linear(in_features: int, out_features: int, axes, *, dtype, rngs) -> nnx.Linear:

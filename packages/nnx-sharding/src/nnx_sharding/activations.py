@@ -14,7 +14,7 @@ Two kinds of network read the context:
   that both packages share: Flax's logical-axis-rules context (``flax.nnx.logical_axis_rules``)
   and JAX's mesh context (``jax.set_mesh``). `activation_sharding` enters both, with the
   rule table's ``activations`` entries as Flax ``(name, mesh axes)`` pairs; nnx-nets'
-  ``activation_axes.constrain`` then constrains the DiT family's tokens, attention and MLP.
+  ``constrain_activation`` then constrains the DiT family's tokens, attention and MLP.
 """
 
 from __future__ import annotations
