@@ -13,6 +13,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+import jax
 import jax.numpy as jnp
 from flax import nnx
 from ml_collections import ConfigDict
@@ -312,17 +313,29 @@ def build_optimizer(config: ConfigDict) -> tuple[Any, Any]:
 
 
 def build_mesh_and_rules(sharding: ConfigDict) -> tuple[Any, Any]:
-    """``(mesh, rules)`` of ``config.sharding`` (nnx-sharding)."""
+    """``(mesh, rules)`` of ``config.sharding`` (nnx-sharding), over every device of every
+    process.
+
+    Raises:
+      ConfigError: the axis sizes do not multiply to the device count (or a -1 cannot be
+        filled), in one line that names the sizes and the fix.
+    """
     import nnx_sharding as ns
 
-    mesh = ns.make_mesh(
-        ns.MeshConfig(
-            data=sharding.data,
-            fsdp=sharding.fsdp,
-            sequence=sharding.sequence,
-            tensor=sharding.tensor,
-        )
+    mesh_config = ns.MeshConfig(
+        data=sharding.data,
+        fsdp=sharding.fsdp,
+        sequence=sharding.sequence,
+        tensor=sharding.tensor,
     )
+    try:
+        mesh_config.resolve(jax.device_count())
+    except ValueError as error:
+        raise ConfigError(
+            f"sharding: {error} Set the sizes with --config.sharding.data, .fsdp, .sequence "
+            "and .tensor."
+        ) from None
+    mesh = ns.make_mesh(mesh_config)
     match sharding.strategy:
         case "replicate":
             rules = ns.replicate_rules()

@@ -326,8 +326,9 @@ def base_config() -> ConfigDict:
         }
     )
     config.sharding = ConfigDict(
-        # num_devices: 0 spans every device of every host; n > 0 the first n (a sub-mesh).
-        {"strategy": "replicate", "num_devices": 0, "data": -1, "fsdp": 1, "sequence": 1, "tensor": 1}
+        # The mesh spans every device of every process; data x fsdp x sequence x tensor must
+        # equal the device count (one axis may be -1: inferred).
+        {"strategy": "replicate", "data": -1, "fsdp": 1, "sequence": 1, "tensor": 1}
     )
     config.sampler = ConfigDict(
         {
@@ -411,5 +412,4 @@ def make_tiny(
     config.eval.every_steps = 0
     config.autoencoder.name = "none"
     config.logging.progress_bar = False
-    config.sharding.num_devices = 1
     return config
