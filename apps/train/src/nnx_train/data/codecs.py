@@ -110,9 +110,7 @@ class LatentCodec:
                 "tools/extract_latents.py."
             ) from err
         if array.ndim != 3:
-            raise DataError(
-                f"Latent {name} has shape {array.shape}; latents are stored (C, H, W)."
-            )
+            raise DataError(f"Latent {name} has shape {array.shape}; latents are stored (C, H, W).")
         return np.transpose(array.astype(np.float32, copy=False), (1, 2, 0))
 
     def augment(self, record: dict, rng: np.random.Generator) -> dict:
