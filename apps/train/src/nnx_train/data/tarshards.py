@@ -87,6 +87,10 @@ def _members(shard: str) -> Iterator[tuple[tarfile.TarFile, str, list[tarfile.Ta
                 members.append(member)
             if members:
                 yield archive, key, members
+            # tarfile stops silently at a header cut short; a complete archive ends with
+            # (at least) two zero blocks after the last member (POSIX ustar).
+            if os.path.getsize(shard) - archive.offset < tarfile.BLOCKSIZE:
+                raise tarfile.ReadError(f"the file ends inside the header at {archive.offset}")
     except (tarfile.TarError, OSError, EOFError) as err:
         raise DataError(
             f"Cannot read WebDataset shard {shard} ({type(err).__name__}: {err}); it is "
