@@ -24,7 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from nnx_train.data.codecs import LatentCodec, PixelCodec
+from nnx_train.data.codecs import Codec
 from nnx_train.data.example_proto import ExampleError, parse_example
 from nnx_train.errors import DataError
 
@@ -89,7 +89,7 @@ class ArrayRecordSource:
         self,
         *,
         path: str,
-        codec: PixelCodec | LatentCodec,
+        codec: Codec,
         num_classes: int,
         split: str = "",
         image_key: str = "image",

@@ -15,15 +15,31 @@ from __future__ import annotations
 
 import io
 from collections.abc import Sequence
+from typing import Any, Protocol
 
 import numpy as np
 
 from nnx_train.data.imagefolder import adm_center_crop
 from nnx_train.errors import DataError
 
-__all__ = ["LatentCodec", "PixelCodec", "per_channel"]
+__all__ = ["Codec", "EncodedBytes", "LatentCodec", "PixelCodec", "per_channel"]
 
 _POSTERIORS = ("mean_std", "sample")
+
+
+class Codec(Protocol):
+    """Turns the stored bytes of one record into its ``x`` (what the readers consume).
+
+    ``shape(first, name)`` is the ``(H, W, C)`` of every ``x`` after `augment` (it may read
+    the first record and is called once, before any `augment`); ``name`` identifies the
+    record in error messages.
+    """
+
+    def shape(self, first: bytes, name: str) -> tuple[int, int, int]: ...
+
+    def decode(self, payload: bytes, name: str) -> Any: ...
+
+    def augment(self, record: dict, rng: np.random.Generator) -> dict: ...
 
 
 class PixelCodec:
@@ -59,6 +75,23 @@ class PixelCodec:
         """Random horizontal flip (probability 1/2) when enabled."""
         if self.horizontal_flip and rng.random() < 0.5:
             return {"x": np.ascontiguousarray(record["x"][:, ::-1]), "y": record["y"]}
+        return record
+
+
+class EncodedBytes:
+    """Hands the stored bytes on undecoded (tools that decode themselves, e.g.
+    ``tools/extract_latents.py``); ``shape`` is unknown: ``(0, 0, 0)``."""
+
+    def shape(self, first: bytes, name: str) -> tuple[int, int, int]:
+        del first, name
+        return (0, 0, 0)
+
+    def decode(self, payload: bytes, name: str) -> bytes:
+        del name
+        return payload
+
+    def augment(self, record: dict, rng: np.random.Generator) -> dict:
+        del rng
         return record
 
 

@@ -28,7 +28,7 @@ from typing import Any
 import grain
 import numpy as np
 
-from nnx_train.data.codecs import LatentCodec, PixelCodec
+from nnx_train.data.codecs import Codec, LatentCodec
 from nnx_train.data.pipeline import make_iterator
 from nnx_train.data.tarshards import count_samples, expand_shards, read_samples
 from nnx_train.errors import ConfigError, DataError
@@ -66,7 +66,7 @@ class WebDatasetSource:
         self,
         *,
         path: str,
-        codec: PixelCodec | LatentCodec,
+        codec: Codec,
         num_classes: int,
         shuffle_buffer: int = 1000,
     ) -> None:
