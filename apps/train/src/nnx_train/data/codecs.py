@@ -120,8 +120,12 @@ class LatentCodec:
 
     def shape(self, first: bytes, name: str) -> tuple[int, int, int]:
         """``(H, W, C)`` of the model-space latent, read from the first record."""
-        raw = self.decode(first, name)
-        channels = raw.shape[-1]
+        return self.model_shape(self.decode(first, name).shape, name)
+
+    def model_shape(self, raw_shape: tuple[int, ...], name: str) -> tuple[int, int, int]:
+        """``(H, W, C)`` after `augment` of a decoded ``raw_shape`` ``(H, W, C or 2C)``;
+        fixes the per-channel shift and scale (call before `augment`)."""
+        height, width, channels = raw_shape
         if self.posterior == "mean_std":
             if channels % 2:
                 raise DataError(
@@ -131,7 +135,7 @@ class LatentCodec:
             channels //= 2
         self._shift = per_channel(self._shift_value, channels, "shift")
         self._scale = per_channel(self._scale_value, channels, "scale")
-        return (raw.shape[0], raw.shape[1], channels)
+        return (height, width, channels)
 
     def decode(self, payload: bytes, name: str) -> np.ndarray:
         """``.npy`` bytes -> ``(H, W, C)`` float32 (the stored array is ``(C, H, W)``)."""
