@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import itertools
 import json
 import os
 import sys
@@ -160,29 +161,34 @@ def extract(
     from nnx_train.data import EncodedImages
 
     images = EncodedImages(source_format, source, num_classes=num_classes, split=split)
-    copies = (False, True) if flip else (False,)
-    total = images.count(process_index, process_count) * len(copies)
+    total = images.count(process_index, process_count) * (2 if flip else 1)
     bar = tqdm(total=total, desc="latents", disable=not progress)
-    entries, pending, written = [], [], 0
-    for index, label, read in images.records(process_index, process_count):
-        for flipped in copies:
-            out = int(index) + len(images) * flipped
-            entries.append([out, output_name(out), label])
-            if os.path.exists(os.path.join(dest, output_name(out))):
-                bar.update(1)
-            else:
-                pending.append((out, _pixels(read(), resolution, flipped, index)))
-        if len(pending) >= batch_size:
-            written += _encode_batch(pending[:batch_size], dest, encode, batch_size, input_range)
-            bar.update(batch_size)
-            pending = pending[batch_size:]
-    while pending:
-        chunk, pending = pending[:batch_size], pending[batch_size:]
+    entries: list = []
+    crops = _missing_crops(
+        images, process_index, process_count, dest, flip, resolution, entries, bar
+    )
+    written = 0
+    while chunk := list(itertools.islice(crops, batch_size)):
         written += _encode_batch(chunk, dest, encode, batch_size, input_range)
         bar.update(len(chunk))
     bar.close()
     merged = _write_index(dest, entries, process_index, process_count)
     return {"written": written, "skipped": total - written, "total": total, "index": merged}
+
+
+def _missing_crops(images, process_index, process_count, dest, flip, resolution, entries, bar):
+    """Yields ``(output index, (R, R, 3) uint8 crop)`` of this process's outputs that are not
+    on disk yet; appends every output's ``[index, file, label]`` to ``entries``."""
+    for index, label, read in images.records(process_index, process_count):
+        payload = None
+        for flipped in (False, True) if flip else (False,):
+            out = int(index) + len(images) * flipped
+            entries.append([out, output_name(out), label])
+            if os.path.exists(os.path.join(dest, output_name(out))):
+                bar.update(1)
+                continue
+            payload = read() if payload is None else payload
+            yield out, _pixels(payload, resolution, flipped, index)
 
 
 def _encode_batch(chunk, dest, encode, batch_size: int, input_range: str) -> int:
