@@ -33,7 +33,8 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-DATA_NAMES = ("digits", "synthetic", "latents", "imagefolder")
+DATA_NAMES = ("digits", "synthetic", "latents", "imagefolder", "arrayrecord", "webdataset")
+DATA_CONTENTS = ("pixels", "latents")
 MODEL_NAMES = ("DiT", "MeanFlowDiT", "LightningDiT", "DiTDH", "EDM2UNet", "RAEDecoder")
 OBJECTIVE_NAMES = ("interpolant", "meanflow", "edm2", "repa", "rae_decoder")
 SOLVER_NAMES = (
@@ -123,8 +124,38 @@ def build_data_source(config: ConfigDict, *, split: str = "train") -> Any:
                     "(root/<class>/<image>)."
                 )
             return sources.ImageFolderSource(**_kwargs(data))
+        case "arrayrecord" | "webdataset":
+            return _build_container_source(data, autoencoder)
         case _:
             raise _unknown("data.name", data.name, DATA_NAMES)
+
+
+def _build_container_source(data: ConfigDict, autoencoder: ConfigDict) -> Any:
+    """ArrayRecord / WebDataset sources: ``data.content`` picks the codec of the records."""
+    from nnx_train import data as sources
+
+    if not data.path:
+        raise ConfigError(
+            f"data.path is empty: set --config.data.path to the {data.name} files (a folder, "
+            "a glob or, for webdataset, a range such as /data/shard-{000000..000146}.tar)."
+        )
+    match data.content:
+        case "pixels":
+            codec = sources.PixelCodec(
+                resolution=data.resolution, horizontal_flip=data.horizontal_flip
+            )
+        case "latents":
+            codec = sources.LatentCodec(
+                posterior=data.posterior,
+                shift=tuple(autoencoder.shift),
+                scale=tuple(autoencoder.scale),
+            )
+        case _:
+            raise _unknown("data.content", data.content, DATA_CONTENTS)
+    codec_keys = ("name", "content", "resolution", "horizontal_flip", "posterior")
+    if data.name == "arrayrecord":
+        return sources.ArrayRecordSource(codec=codec, **_kwargs(data, drop=codec_keys))
+    return sources.WebDatasetSource(codec=codec, **_kwargs(data, drop=codec_keys))
 
 
 def check_data_fits_model(
