@@ -106,6 +106,17 @@ EXPECTED = {
         "train.batch_size=12 does not divide over the 8 batch slices of the mesh (data x "
         "fsdp = 8 x 1); use a multiple of 8 or change sharding.*."
     ),
+    "test_mesh_that_does_not_match_the_devices": (
+        "sharding: Mesh axes data=2 x fsdp=2 x sequence=1 x tensor=1 multiply to 4 but there "
+        "are 8 devices; make the product 8, or set one axis to -1 to infer it. Set the sizes "
+        "with --config.sharding.data, .fsdp, .sequence and .tensor."
+    ),
+    "test_mesh_axis_that_cannot_be_inferred": (
+        "sharding: Cannot infer mesh axis 'data': the other axes of data=-1 x fsdp=3 x "
+        "sequence=1 x tensor=1 multiply to 3, which does not divide the 8 devices; choose "
+        "sizes whose product divides 8. Set the sizes with --config.sharding.data, .fsdp, "
+        ".sequence and .tensor."
+    ),
     "test_no_checkpoint_kept": (
         "checkpoint.keep=0: at least one checkpoint must be kept; set checkpoint.keep to 1 or more."
     ),
@@ -332,10 +343,26 @@ def test_nan_loss_with_the_stop_policy():
 def test_batch_that_does_not_divide_the_mesh(tmp_path):
     from nnx_train.train import train
 
-    config = _digits("train.batch_size=12", "sharding.num_devices=8", "sharding.data=-1")
+    config = _digits("train.batch_size=12", "sharding.data=-1")
     _check(
         _trainer_error(lambda: train(config, str(tmp_path))),
         "test_batch_that_does_not_divide_the_mesh",
+    )
+
+
+def test_mesh_that_does_not_match_the_devices():
+    config = _digits("sharding.data=2", "sharding.fsdp=2")  # 4 of the 8 fake devices
+    _check(
+        _trainer_error(lambda: build.build_mesh_and_rules(config.sharding)),
+        "test_mesh_that_does_not_match_the_devices",
+    )
+
+
+def test_mesh_axis_that_cannot_be_inferred():
+    config = _digits("sharding.data=-1", "sharding.fsdp=3")
+    _check(
+        _trainer_error(lambda: build.build_mesh_and_rules(config.sharding)),
+        "test_mesh_axis_that_cannot_be_inferred",
     )
 
 

@@ -53,7 +53,7 @@ def test_extract_writes_edm2_latents(images, tiny_vae, tmp_path):
     result = tool.extract(
         str(images), str(tmp_path), encode=encode, resolution=16, flip=True, batch_size=4, progress=False
     )
-    assert result == {"written": 12, "skipped": 0, "total": 12}
+    assert result == {"written": 12, "skipped": 0, "total": 12, "index": True}
     index = json.loads((tmp_path / "dataset.json").read_text())["labels"]
     assert [label for _, label in index] == [0, 0, 0, 1, 1, 1] * 2
     first = np.load(tmp_path / index[0][0])
@@ -99,7 +99,7 @@ def test_extract_resumes(images, tiny_vae, tmp_path):
     result = tool.extract(
         str(images), str(tmp_path), encode=counting, resolution=16, batch_size=2, progress=False
     )
-    assert result == {"written": 1, "skipped": 5, "total": 6} and calls == [2]
+    assert result == {"written": 1, "skipped": 5, "total": 6, "index": True} and calls == [2]
     np.testing.assert_array_equal(np.load(target), before)
     assert (tmp_path / "dataset.json").is_file()
     assert not list(tmp_path.rglob("*.tmp"))

@@ -13,6 +13,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+import jax
 import jax.numpy as jnp
 from flax import nnx
 from ml_collections import ConfigDict
@@ -32,7 +33,8 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-DATA_NAMES = ("digits", "synthetic", "latents", "imagefolder")
+DATA_NAMES = ("digits", "synthetic", "latents", "imagefolder", "arrayrecord", "webdataset")
+DATA_CONTENTS = ("pixels", "latents")
 MODEL_NAMES = ("DiT", "MeanFlowDiT", "LightningDiT", "DiTDH", "EDM2UNet", "RAEDecoder")
 OBJECTIVE_NAMES = ("interpolant", "meanflow", "edm2", "repa", "rae_decoder")
 SOLVER_NAMES = (
@@ -122,8 +124,38 @@ def build_data_source(config: ConfigDict, *, split: str = "train") -> Any:
                     "(root/<class>/<image>)."
                 )
             return sources.ImageFolderSource(**_kwargs(data))
+        case "arrayrecord" | "webdataset":
+            return _build_container_source(data, autoencoder)
         case _:
             raise _unknown("data.name", data.name, DATA_NAMES)
+
+
+def _build_container_source(data: ConfigDict, autoencoder: ConfigDict) -> Any:
+    """ArrayRecord / WebDataset sources: ``data.content`` picks the codec of the records."""
+    from nnx_train import data as sources
+
+    if not data.path:
+        raise ConfigError(
+            f"data.path is empty: set --config.data.path to the {data.name} files (a folder, "
+            "a glob or, for webdataset, a range such as /data/shard-{000000..000146}.tar)."
+        )
+    match data.content:
+        case "pixels":
+            codec = sources.PixelCodec(
+                resolution=data.resolution, horizontal_flip=data.horizontal_flip
+            )
+        case "latents":
+            codec = sources.LatentCodec(
+                posterior=data.posterior,
+                shift=tuple(autoencoder.shift),
+                scale=tuple(autoencoder.scale),
+            )
+        case _:
+            raise _unknown("data.content", data.content, DATA_CONTENTS)
+    codec_keys = ("name", "content", "resolution", "horizontal_flip", "posterior")
+    if data.name == "arrayrecord":
+        return sources.ArrayRecordSource(codec=codec, **_kwargs(data, drop=codec_keys))
+    return sources.WebDatasetSource(codec=codec, **_kwargs(data, drop=codec_keys))
 
 
 def check_data_fits_model(
@@ -312,17 +344,29 @@ def build_optimizer(config: ConfigDict) -> tuple[Any, Any]:
 
 
 def build_mesh_and_rules(sharding: ConfigDict) -> tuple[Any, Any]:
-    """``(mesh, rules)`` of ``config.sharding`` (nnx-sharding)."""
+    """``(mesh, rules)`` of ``config.sharding`` (nnx-sharding), over every device of every
+    process.
+
+    Raises:
+      ConfigError: the axis sizes do not multiply to the device count (or a -1 cannot be
+        filled), in one line that names the sizes and the fix.
+    """
     import nnx_sharding as ns
 
-    mesh = ns.make_mesh(
-        ns.MeshConfig(
-            data=sharding.data,
-            fsdp=sharding.fsdp,
-            sequence=sharding.sequence,
-            tensor=sharding.tensor,
-        )
+    mesh_config = ns.MeshConfig(
+        data=sharding.data,
+        fsdp=sharding.fsdp,
+        sequence=sharding.sequence,
+        tensor=sharding.tensor,
     )
+    try:
+        mesh_config.resolve(jax.device_count())
+    except ValueError as error:
+        raise ConfigError(
+            f"sharding: {error} Set the sizes with --config.sharding.data, .fsdp, .sequence "
+            "and .tensor."
+        ) from None
+    mesh = ns.make_mesh(mesh_config)
     match sharding.strategy:
         case "replicate":
             rules = ns.replicate_rules()

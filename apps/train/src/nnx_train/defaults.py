@@ -10,7 +10,7 @@ Sections:
 
 | section      | what it builds                                                    |
 |--------------|-------------------------------------------------------------------|
-| `data`       | a record source (`digits`, `synthetic`, `latents`, `imagefolder`) |
+| `data`       | a record source (`digits`, `synthetic`, `latents`, `imagefolder`, `arrayrecord`, `webdataset`) |
 | `loader`     | Grain reader threads and prefetch                                  |
 | `model`      | the network: ``name`` + its constructor's keyword arguments       |
 | `objective`  | the training objective (`interpolant`, `meanflow`, `edm2`, `repa`, `rae_decoder`) |
@@ -32,6 +32,7 @@ from __future__ import annotations
 from ml_collections import ConfigDict
 
 __all__ = [
+    "arrayrecord_data",
     "base_config",
     "digits_data",
     "dinov2_encoder",
@@ -46,6 +47,7 @@ __all__ = [
     "rae_decoder_objective",
     "repa_objective",
     "synthetic_data",
+    "webdataset_data",
 ]
 
 
@@ -95,6 +97,73 @@ def imagefolder_data(
             "resolution": resolution,
             "num_classes": num_classes,
             "horizontal_flip": horizontal_flip,
+        }
+    )
+
+
+def _record_content(
+    content: str, resolution: int, horizontal_flip: bool, posterior: str
+) -> dict[str, object]:
+    return {
+        "content": content,
+        "resolution": resolution,
+        "horizontal_flip": horizontal_flip,
+        "posterior": posterior,
+    }
+
+
+def arrayrecord_data(
+    *,
+    path: str = "",
+    split: str = "train",
+    content: str = "pixels",
+    resolution: int = 256,
+    horizontal_flip: bool = False,
+    posterior: str = "mean_std",
+    num_classes: int = 1000,
+    image_key: str = "image",
+    label_key: str = "label",
+) -> ConfigDict:
+    """ArrayRecord files of ``tf.train.Example`` records; see `nnx_train.data.ArrayRecordSource`.
+
+    TFDS-prepared ImageNet: ``path=<data_dir>/imagenet2012/5.1.0``, ``split="train"``.
+    ``content`` is ``"pixels"`` (encoded images: ADM crop to ``resolution``, optional flips)
+    or ``"latents"`` (``.npy`` bytes, ``posterior`` as `latent_data`, normalised with
+    ``config.autoencoder.shift/scale``).
+    """
+    return ConfigDict(
+        {
+            "name": "arrayrecord",
+            "path": path,
+            "split": split,
+            **_record_content(content, resolution, horizontal_flip, posterior),
+            "num_classes": num_classes,
+            "image_key": image_key,
+            "label_key": label_key,
+        }
+    )
+
+
+def webdataset_data(
+    *,
+    path: str = "",
+    content: str = "pixels",
+    resolution: int = 256,
+    horizontal_flip: bool = False,
+    posterior: str = "mean_std",
+    num_classes: int = 1000,
+    shuffle_buffer: int = 1000,
+) -> ConfigDict:
+    """WebDataset tar shards (``{key}.jpg|png|npy`` + ``{key}.cls``), streamed per host; see
+    `nnx_train.data.WebDatasetSource`. ``content`` as in `arrayrecord_data`; ``shuffle_buffer``
+    records are shuffled together (memory: that many encoded records per host)."""
+    return ConfigDict(
+        {
+            "name": "webdataset",
+            "path": path,
+            **_record_content(content, resolution, horizontal_flip, posterior),
+            "num_classes": num_classes,
+            "shuffle_buffer": shuffle_buffer,
         }
     )
 
@@ -326,8 +395,9 @@ def base_config() -> ConfigDict:
         }
     )
     config.sharding = ConfigDict(
-        # num_devices: 0 spans every device of every host; n > 0 the first n (a sub-mesh).
-        {"strategy": "replicate", "num_devices": 0, "data": -1, "fsdp": 1, "sequence": 1, "tensor": 1}
+        # The mesh spans every device of every process; data x fsdp x sequence x tensor must
+        # equal the device count (one axis may be -1: inferred).
+        {"strategy": "replicate", "data": -1, "fsdp": 1, "sequence": 1, "tensor": 1}
     )
     config.sampler = ConfigDict(
         {
@@ -411,5 +481,4 @@ def make_tiny(
     config.eval.every_steps = 0
     config.autoencoder.name = "none"
     config.logging.progress_bar = False
-    config.sharding.num_devices = 1
     return config

@@ -23,7 +23,7 @@ from ml_collections import ConfigDict
 
 from nnx_train import build
 from nnx_train.checkpointing import Checkpointer
-from nnx_train.data import make_iterator
+from nnx_train.data import make_source_iterator
 from nnx_train.ema import ema_name, init_ema
 from nnx_train.errors import ConfigError, NonFiniteError, TrainError
 from nnx_train.metrics_log import MetricsLogger, read_jsonl
@@ -113,7 +113,7 @@ class _Run:
                 f"train.nonfinite={config.train.nonfinite!r}; use one of {NONFINITE_POLICIES}."
             )
 
-        self.iterator = make_iterator(
+        self.iterator = make_source_iterator(
             self.source,
             global_batch_size=config.train.batch_size,
             seed=config.seed,

@@ -1,6 +1,7 @@
 """nnx_nets."""
 
 # One import block for all families (ruff sorts it); __all__ below is sectioned.
+from nnx_nets.activation_axes import TOKEN_AXES, constrain_activation, constrain_tokens
 from nnx_nets.adaln import AdaLNModulation, modulate
 from nnx_nets.attention import SelfAttention
 from nnx_nets.dinov2 import DINOV2_PRESETS, DINOv2, DINOv2Block, dinov2_from_preset
@@ -129,4 +130,10 @@ __all__ += [  # linen interop
     "as_linen",
     "linen_variables_from_nnx",
     "nnx_from_linen_variables",
+]
+
+__all__ += [  # activation sharding hints (identities outside a mesh + logical-axis-rules context)
+    "TOKEN_AXES",
+    "constrain_activation",
+    "constrain_tokens",
 ]

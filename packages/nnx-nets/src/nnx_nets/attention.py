@@ -5,6 +5,16 @@ are separate projections (checkpoints with a fused ``qkv`` weight are split by t
 conversion specs), so that each one carries the ``heads`` logical axis cleanly. Logits
 and softmax are float32 inside ``jax.nn.dot_product_attention`` whatever the compute
 dtype; it also dispatches to fused kernels where the platform has them.
+
+Context parallelism (sequence sharding) gathers keys and values: queries stay split along the
+token axis (``("batch", "seq", "heads", None)``) while keys and values are constrained to the
+full sequence (``("batch", None, "heads", None)``), so under a rule table that maps ``seq`` to
+a mesh axis the compiler all-gathers K and V across it and each device computes the logits,
+softmax and weighted sum of its own N / s queries against all N keys: attention FLOPs split
+s ways, at the cost of K/V memory of the full sequence per device (fine at DiT's 256-1024
+tokens; ring attention (Liu et al. 2023) would bound it for much longer sequences). The
+gradient of K and V is reduce-scattered back. Outside a sharding context every constraint is
+the identity (see `nnx_nets.activation_axes`).
 """
 
 from __future__ import annotations
@@ -14,6 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from nnx_nets.activation_axes import constrain_activation
 from nnx_nets.initializers import xavier_uniform
 from nnx_nets.norms import RMSNorm
 from nnx_nets.rope import apply_rope
@@ -85,5 +96,10 @@ class SelfAttention(nnx.Module):
             q, k = self.q_norm(q), self.k_norm(k)
         if rope is not None:
             q, k = apply_rope(q, *rope), apply_rope(k, *rope)
+        q = constrain_activation(q, ("batch", "seq", "heads", None))
+        # Full key / value sequences on every device of a sequence group (the all-gather).
+        k = constrain_activation(k, ("batch", None, "heads", None))
+        v = constrain_activation(v, ("batch", None, "heads", None))
         out = jax.nn.dot_product_attention(q, k, v)
-        return self.out(out.reshape(batch, tokens, -1))
+        out = constrain_activation(out.reshape(batch, tokens, -1), ("batch", "seq", "heads"))
+        return self.out(out)

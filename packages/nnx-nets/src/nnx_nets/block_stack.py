@@ -6,6 +6,10 @@ With ``scan=True`` the per-block states are stacked at call time and the blocks 
 under one ``jax.lax.scan``: one block is traced and compiled instead of ``depth``, and
 together with ``remat=True`` only the residual stream between blocks is kept for the
 backward pass (REFERENCE §1.5: 26 GB -> 3.45 GB for DiT-S/2 at 32x32x4, batch 128).
+
+The residual stream is constrained to ``("batch", "seq", "embed")`` on entry and after every
+block (identity outside a sharding context, see `nnx_nets.activation_axes`): under sequence
+sharding every block then runs on its own slice of the tokens.
 """
 
 from __future__ import annotations
@@ -15,6 +19,8 @@ from collections.abc import Sequence
 import jax
 import jax.numpy as jnp
 from flax import nnx
+
+from nnx_nets.activation_axes import constrain_tokens
 
 
 def run_blocks(
@@ -40,12 +46,13 @@ def run_blocks(
     Returns:
       ``(x, features)``; ``features[i]`` is the output of block ``i`` (empty unless asked).
     """
+    x = constrain_tokens(x)
     if not blocks:
         return x, []
     if not scan and not remat:
         features = []
         for block in blocks:
-            x = block(x, *args, rope=rope)
+            x = constrain_tokens(block(x, *args, rope=rope))
             if return_features:
                 features.append(x)
         return x, features
@@ -53,7 +60,7 @@ def run_blocks(
     graphdef, _ = nnx.split(blocks[0])
 
     def apply(state, x, *args):
-        return nnx.merge(graphdef, state)(x, *args, rope=rope)
+        return constrain_tokens(nnx.merge(graphdef, state)(x, *args, rope=rope))
 
     if remat:
         apply = jax.checkpoint(apply)

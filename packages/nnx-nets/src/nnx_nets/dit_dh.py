@@ -25,6 +25,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from nnx_nets.activation_axes import constrain_tokens
 from nnx_nets.block_stack import run_blocks
 from nnx_nets.dit import check_inputs
 from nnx_nets.embeddings import (
@@ -185,6 +186,7 @@ class DiTDH(nnx.Module):
         s = jax.nn.silu(t_emb[:, None, :] + s).astype(self.dtype)
         if self.s_projector is not None:
             s = self.s_projector(s)
+        s = constrain_tokens(s)  # the head's per-token condition, split like its tokens
 
         h = self.x_embedder(x).astype(jnp.float32)
         h, head_features = run_blocks(

@@ -1,4 +1,10 @@
-"""Feed-forward layers of the DiT family: GELU-tanh MLP (DiT) and SwiGLU (LightningDiT)."""
+"""Feed-forward layers of the DiT family: GELU-tanh MLP (DiT) and SwiGLU (LightningDiT).
+
+On token sequences ``(B, N, D)`` the hidden state is constrained to
+``("batch", "seq", "mlp")`` (identity outside a sharding context, see
+`nnx_nets.activation_axes`), so sequence sharding splits the MLP by tokens and tensor
+sharding by hidden units.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +12,14 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from nnx_nets.activation_axes import constrain_activation
 from nnx_nets.initializers import xavier_uniform
+
+_HIDDEN_AXES = ("batch", "seq", "mlp")
+
+
+def _constrain_hidden(h: jax.Array) -> jax.Array:
+    return constrain_activation(h, _HIDDEN_AXES) if h.ndim == len(_HIDDEN_AXES) else h
 
 
 def _linear(in_features: int, out_features: int, axes, *, dtype, rngs) -> nnx.Linear:
@@ -39,7 +52,7 @@ class Mlp(nnx.Module):
 
     def __call__(self, x: jax.Array) -> jax.Array:
         """``(..., D) -> (..., D)``."""
-        return self.fc2(jax.nn.gelu(self.fc1(x), approximate=True))
+        return self.fc2(_constrain_hidden(jax.nn.gelu(self.fc1(x), approximate=True)))
 
 
 def swiglu_hidden_size(hidden_size: int, mlp_ratio: float = 4.0) -> int:
@@ -69,4 +82,4 @@ class SwiGLU(nnx.Module):
 
     def __call__(self, x: jax.Array) -> jax.Array:
         """``(..., D) -> (..., D)``."""
-        return self.down(jax.nn.silu(self.gate(x)) * self.up(x))
+        return self.down(_constrain_hidden(jax.nn.silu(self.gate(x)) * self.up(x)))

@@ -5,6 +5,16 @@ patch embedding with ``("batch", "seq", None)``. Outside a sharding context the 
 input unchanged, so the network runs on one device without knowing about meshes; inside
 ``with activation_sharding(mesh, rules):`` (active while the step is traced by ``jax.jit``) it
 becomes ``jax.lax.with_sharding_constraint``. This is how context parallelism splits tokens.
+
+Two kinds of network read the context:
+
+- networks that import this package call `logical_constraint` (an indivisible dimension is a
+  `ShardingError` unless the rules say ``indivisible="replicate"``);
+- networks that must not depend on it (nnx-nets depends only on jax and flax) read the state
+  that both packages share: Flax's logical-axis-rules context (``flax.nnx.logical_axis_rules``)
+  and JAX's mesh context (``jax.set_mesh``). `activation_sharding` enters both, with the
+  rule table's ``activations`` entries as Flax ``(name, mesh axes)`` pairs; nnx-nets'
+  ``constrain_activation`` then constrains the DiT family's tokens, attention and MLP.
 """
 
 from __future__ import annotations
@@ -14,6 +24,7 @@ import contextvars
 from collections.abc import Iterator, Sequence
 
 import jax
+from flax import nnx
 from jax.sharding import Mesh, NamedSharding
 
 from nnx_sharding.rules import Rules
@@ -28,20 +39,25 @@ _CONTEXT: contextvars.ContextVar[tuple[Mesh, Rules] | None] = contextvars.Contex
 
 @contextlib.contextmanager
 def activation_sharding(mesh: Mesh, rules: Rules) -> Iterator[None]:
-    """Makes `logical_constraint` constrain activations to ``mesh`` under ``rules``.
+    """Makes `logical_constraint` (and networks that read Flax's logical-axis rules) constrain
+    activations to ``mesh`` under ``rules``.
 
-    Enter it around the ``jax.jit`` call that traces the step (tracing happens on the first
-    call, or on ``.lower``). The context is not part of ``jax.jit``'s cache key: a function
-    already traced under other rules (or outside any context) keeps its old constraints, so
-    jit one function per strategy.
+    Enters, for its duration, ``jax.set_mesh(mesh)`` and ``flax.nnx.logical_axis_rules`` with
+    ``rules.activations`` as ``(name, mesh axes)`` pairs. Enter it around the ``jax.jit`` call
+    that traces the step (tracing happens on the first call, or on ``.lower``), not inside a
+    traced function (``jax.set_mesh`` refuses that). The rules are not part of ``jax.jit``'s
+    cache key: a function already traced under other rules (or outside any context) keeps its
+    old constraints, so jit one function per strategy.
 
     Args:
       mesh: the device mesh.
       rules: the strategy; its ``activations`` table is used.
     """
+    pairs = tuple(rules.activations.items())
     token = _CONTEXT.set((mesh, rules))
     try:
-        yield
+        with jax.set_mesh(mesh), nnx.logical_axis_rules(pairs):
+            yield
     finally:
         _CONTEXT.reset(token)
 

@@ -61,31 +61,32 @@ class MeshConfig:
         """
         sizes = self.sizes()
         named = dict(zip(MESH_AXES, sizes))
-        bad = {name: size for name, size in named.items() if size == 0 or size < -1}
+        shown = " x ".join(f"{name}={size}" for name, size in named.items())
+        bad = [f"{name}={size}" for name, size in named.items() if size == 0 or size < -1]
         if bad:
             raise ValueError(
-                f"Mesh axis sizes must be positive or -1 (inferred), got {bad}. "
-                "Use 1 for an axis you do not need."
+                f"Mesh axis sizes must be positive or -1 (inferred), got {', '.join(bad)}; "
+                "use 1 for an axis you do not need."
             )
         inferred = [name for name, size in named.items() if size == -1]
         if len(inferred) > 1:
             raise ValueError(
-                f"At most one mesh axis may be -1 (inferred), got {inferred} in {named}. "
-                "Set all but one of them to explicit sizes, e.g. MeshConfig(data=1, fsdp=-1)."
+                f"At most one mesh axis may be -1 (inferred), got {' and '.join(inferred)} in "
+                f"{shown}; set all but one of them to an explicit size."
             )
         known = math.prod(size for size in sizes if size != -1)
         if inferred:
             if num_devices % known:
                 raise ValueError(
-                    f"Cannot infer mesh axis {inferred[0]!r}: the other axes multiply to {known}, "
-                    f"which does not divide the {num_devices} devices. Choose sizes whose product "
-                    f"divides {num_devices}."
+                    f"Cannot infer mesh axis {inferred[0]!r}: the other axes of {shown} multiply "
+                    f"to {known}, which does not divide the {num_devices} devices; choose sizes "
+                    f"whose product divides {num_devices}."
                 )
             return tuple(num_devices // known if size == -1 else size for size in sizes)  # type: ignore[return-value]
         if known != num_devices:
             raise ValueError(
-                f"Mesh axes {named} multiply to {known} but there are {num_devices} devices. "
-                "Make the product equal the device count, or set one axis to -1 to infer it."
+                f"Mesh axes {shown} multiply to {known} but there are {num_devices} devices; "
+                f"make the product {num_devices}, or set one axis to -1 to infer it."
             )
         return sizes
 

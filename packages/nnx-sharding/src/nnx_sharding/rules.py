@@ -165,10 +165,13 @@ def sequence_rules(params: Rules | None = None) -> Rules:
     """Context / sequence parallelism: the token axis ``seq`` split along ``sequence``.
 
     Parameters follow ``params`` (replicated by default; pass ``fsdp_rules()`` to shard them
-    too). Token activations are split only where the model or the input pipeline names them:
-    `logical_constraint` (``("batch", "seq", None)`` on a token sequence) or `global_batch`
-    with ``logical_axes=("batch", "seq")`` (image rows, which flatten row-major into tokens).
-    The compiler gathers keys and values for attention.
+    too). Token activations are split where the model or the input pipeline names them, inside
+    `activation_sharding`: nnx-nets' DiT family constrains its tokens, queries and MLP hidden
+    states (through Flax's logical-axis rules, which `activation_sharding` sets); other models
+    call `logical_constraint` (``("batch", "seq", None)`` on a token sequence); `global_batch`
+    with ``logical_axes=("batch", "seq")`` splits image rows, which flatten row-major into
+    tokens. Attention gathers keys and values along ``sequence`` (queries stay split), so
+    attention and MLP FLOPs split across the ``sequence`` devices.
 
     Args:
       params: the table whose parameter rules and threshold are kept.

@@ -24,11 +24,10 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from nnx_train.data.codecs import LatentCodec
 from nnx_train.errors import DataError
 
 __all__ = ["LatentSource"]
-
-_POSTERIORS = ("mean_std", "sample")
 
 
 class LatentSource:
@@ -59,8 +58,7 @@ class LatentSource:
           DataError: missing or malformed ``dataset.json``, no entries, a label out of range,
             or a first file that cannot be read.
         """
-        if posterior not in _POSTERIORS:
-            raise DataError(f"Unknown latent posterior {posterior!r}; use one of {_POSTERIORS}.")
+        self._codec = LatentCodec(posterior=posterior, shift=shift, scale=scale)
         self.path = str(path)
         self.posterior = posterior
         self.num_classes = int(num_classes)
@@ -74,15 +72,7 @@ class LatentSource:
         self._files, self._labels = self._read_index()
         raw = self._load(0)
         self._raw_shape = raw.shape
-        channels = raw.shape[-1] // 2 if posterior == "mean_std" else raw.shape[-1]
-        if posterior == "mean_std" and raw.shape[-1] % 2:
-            raise DataError(
-                f"{self._files[0]} has {raw.shape[-1]} channels, but posterior='mean_std' needs "
-                "an even number (mean and std stacked). Set data.posterior='sample'."
-            )
-        self.shape = (raw.shape[0], raw.shape[1], channels)
-        self._shift = _per_channel(shift, channels, "shift")
-        self._scale = _per_channel(scale, channels, "scale")
+        self.shape = self._codec.model_shape(raw.shape, self._files[0])
 
     def _read_index(self) -> tuple[list[str], np.ndarray]:
         try:
@@ -153,23 +143,7 @@ class LatentSource:
 
     def augment(self, record: dict[str, np.ndarray], rng: np.random.Generator) -> dict:
         """Draws the posterior sample (``mean_std``) and normalises it; see the module doc."""
-        raw = record["x"]
-        if self.posterior == "mean_std":
-            mean, std = np.split(raw, 2, axis=-1)
-            latent = mean + std * rng.standard_normal(mean.shape, dtype=np.float32)
-        else:
-            latent = raw
-        return {"x": ((latent - self._shift) * self._scale).astype(np.float32), "y": record["y"]}
+        return self._codec.augment(record, rng)
 
     def __repr__(self) -> str:
         return f"LatentSource({self.path!r}, len={len(self)}, shape={self.shape})"
-
-
-def _per_channel(value: float | Sequence[float], channels: int, name: str) -> np.ndarray:
-    array = np.asarray(value, dtype=np.float32).reshape(-1)
-    if array.size not in (1, channels):
-        raise DataError(
-            f"data.{name} has {array.size} values but the latents have {channels} channels; "
-            "give one value or one per channel."
-        )
-    return array
