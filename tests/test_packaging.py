@@ -204,3 +204,45 @@ print(len(names), len(package.__all__))
     ).stdout
     siblings = {_normalise(line.split("==")[0]) for line in installed.splitlines()} & set(LIBRARIES)
     assert siblings == set(_workspace_closure(package))
+
+
+@pytest.mark.slow
+def test_library_pip_installs_next_to_the_locked_jax(tmp_path):
+    """``pip install packages/nnx-samplers`` keeps the JAX that a user already has.
+
+    The fresh venv first gets the jax of the running environment (the lock's: 0.10.2 on
+    Python 3.11, 0.12.0.1 on 3.13), then plain pip installs the library from its source folder.
+    An upper bound on jax in the library below that version would make pip replace it (or
+    fail to resolve); both fail here.
+    """
+    uv = shutil.which("uv")
+    venv = tmp_path / "venv"
+    subprocess.run(
+        [uv, "venv", "--quiet", "--seed", "--python", sys.executable, str(venv)], check=True
+    )
+    python = venv / "bin" / "python"
+    jax_version = importlib.metadata.version("jax")
+    subprocess.run(
+        [uv, "pip", "install", "--quiet", "--python", str(python), f"jax=={jax_version}"],
+        check=True,
+    )
+    result = subprocess.run(
+        [str(python), "-m", "pip", "install", "--quiet", str(ROOT / "packages" / "nnx-samplers")],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    check = (
+        "import importlib.metadata, jax, nnx_samplers\n"
+        "print(importlib.metadata.version('jax'), len(nnx_samplers.__all__))"
+    )
+    result = subprocess.run(
+        [str(python), "-c", check],
+        capture_output=True,
+        text=True,
+        env={"JAX_PLATFORMS": "cpu", "PATH": "/usr/bin:/bin"},
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    installed_jax, public_names = result.stdout.split()
+    assert installed_jax == jax_version, f"pip replaced jax {jax_version} by {installed_jax}"
+    assert int(public_names) > 0

@@ -42,14 +42,9 @@ from nnx_nets import (
 )
 
 _RNG = np.random.default_rng(0)
-# Cheap XLA:CPU code generation (LLVM -O0, the classic elemental emitters, one codegen split):
-# compiles 3-4x faster, which is most of this file's time. Both forms get the same options, so
-# the comparison is between identical compilers.
-FAST_COMPILE = {
-    "xla_backend_optimization_level": 0,
-    "xla_cpu_use_fusion_emitters": False,
-    "xla_cpu_parallel_codegen_split_count": 1,
-}
+# Compilation is most of this file's time: the root conftest's XLA_FLAGS give every program
+# cheap XLA:CPU code generation (only the flags the installed XLA knows). Both forms compile
+# under the same flags, so the comparisons are between identical compilers.
 _TRUNK = dict(patch_size=2, in_channels=3, hidden_size=32, num_heads=2, num_classes=5)
 
 
@@ -210,8 +205,8 @@ def test_linen_apply_equals_nnx_call_and_weights_round_trip(name):
         network = nnx.merge(graphdef, state)
         return getattr(network, case.method or "__call__")(*inputs, **case.options)
 
-    linen_out = jax.jit(linen_forward, compiler_options=FAST_COMPILE)(variables, *inputs)
-    nnx_out = jax.jit(nnx_forward, compiler_options=FAST_COMPILE)(state, *inputs)
+    linen_out = jax.jit(linen_forward)(variables, *inputs)
+    nnx_out = jax.jit(nnx_forward)(state, *inputs)
     assert_trees_equal(linen_out, nnx_out)
     for leaf in jax.tree.leaves(nnx_out):
         assert float(jnp.sqrt(jnp.mean(jnp.square(leaf)))) > 1e-2  # far from zero
@@ -249,7 +244,7 @@ def test_jitted_init_inside_a_linen_model_draws_the_nnx_initialisation():
         def __call__(self, latents):
             return self.head(self.decoder.predict_patches(latents))
 
-    init = jax.jit(PatchHead().init, compiler_options=FAST_COMPILE)
+    init = jax.jit(PatchHead().init)
     latents = case.inputs()[0]
     variables, again = init(jax.random.key(0), latents), init(jax.random.key(0), latents)
     other = init(jax.random.key(1), latents)
@@ -280,18 +275,14 @@ def test_jitted_gradient_of_linen_params_equals_nnx_gradient():
         out = linen_model.apply({"params": params}, x, t, y)
         return jnp.mean(jnp.square(out)), out
 
-    (loss, out), grads = jax.jit(
-        jax.value_and_grad(loss_linen, has_aux=True), compiler_options=FAST_COMPILE
-    )(params)
+    (loss, out), grads = jax.jit(jax.value_and_grad(loss_linen, has_aux=True))(params)
     graphdef, state = nnx.split(model)
 
     def loss_nnx(state):
         out = nnx.merge(graphdef, state)(x, t, y)
         return jnp.mean(jnp.square(out)), out
 
-    (nnx_loss, nnx_out), nnx_grads = jax.jit(
-        jax.value_and_grad(loss_nnx, has_aux=True), compiler_options=FAST_COMPILE
-    )(state)
+    (nnx_loss, nnx_out), nnx_grads = jax.jit(jax.value_and_grad(loss_nnx, has_aux=True))(state)
     np.testing.assert_array_equal(out, nnx_out)
     assert float(loss) == float(nnx_loss) > 1e-2
     assert_trees_equal(grads, linen_variables_from_nnx(nnx.merge(graphdef, nnx_grads))["params"])
@@ -335,7 +326,6 @@ def test_edm2_fixed_buffers_and_forced_weight_normalization():
     linen_model = as_linen(EDM2UNet, **case.kwargs)
     _, updated = jax.jit(
         lambda v: linen_model.apply(v, nnx_method=force_weight_normalization, mutable=["params"]),
-        compiler_options=FAST_COMPILE,
     )(variables)
     graphdef, state = nnx.split(model)
 
@@ -344,7 +334,7 @@ def test_edm2_fixed_buffers_and_forced_weight_normalization():
         force_weight_normalization(network)
         return nnx.state(network)
 
-    state = jax.jit(normalized, compiler_options=FAST_COMPILE)(state)
+    state = jax.jit(normalized)(state)
     expected = linen_variables_from_nnx(nnx.merge(graphdef, state))["params"]
     assert_trees_equal(updated["params"], expected)
     assert not np.array_equal(
@@ -366,7 +356,6 @@ def test_dropout_draws_from_the_linen_dropout_stream():
         dropping.apply(variables, *inputs)
     apply = jax.jit(
         lambda key: dropping.apply(variables, *inputs, rngs={"dropout": key}),
-        compiler_options=FAST_COMPILE,
     )
     first, again, other = (
         apply(jax.random.key(1)),
@@ -380,5 +369,5 @@ def test_dropout_draws_from_the_linen_dropout_stream():
     assert isinstance(network.dropout.rngs.key.get_value(), jax.Array)
     # The parameters are those of the block without dropout: one checkpoint for both.
     plain = as_linen(case.network, **dict(case.kwargs, dropout=0.0))
-    out = jax.jit(plain.apply, compiler_options=FAST_COMPILE)(variables, *inputs)
+    out = jax.jit(plain.apply)(variables, *inputs)
     assert float(jnp.max(jnp.abs(out - first))) > 1e-2
