@@ -1,9 +1,11 @@
 """The training loop: one linear function from a resolved config to a trained, evaluated run.
 
-Sections, in order: workdir and run files -> mesh -> data -> task -> state (restored or
-initialised sharded) -> jitted step -> loop (log, checkpoint, pictures, evaluation) ->
-final checkpoint, pictures and metrics. Nothing in the loop branches on the recipe; the
-recipe lives in the `Task` that ``build.py`` made.
+Sections, in order: joining the other processes (``config.distributed``) -> workdir and run
+files -> mesh -> data -> task -> state (restored or initialised sharded) -> jitted step ->
+loop (log, checkpoint, pictures, evaluation) -> final checkpoint, pictures and metrics.
+Nothing in the loop branches on the recipe; the recipe lives in the `Task` that ``build.py``
+made. Every process runs every line (`nnx_train.multihost`); only file writes and logging
+are left to process 0.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from nnx_train.data import make_source_iterator
 from nnx_train.ema import ema_name, init_ema
 from nnx_train.errors import ConfigError, NonFiniteError, TrainError
 from nnx_train.metrics_log import MetricsLogger, read_jsonl
+from nnx_train.multihost import barrier, host_array, process_batch_rows, start_distributed
 from nnx_train.pictures import save_image_grid, save_loss_curve
 from nnx_train.progress import Progress
 from nnx_train.provenance import write_run_files
@@ -51,7 +54,8 @@ def prepare_workdir(workdir: str) -> str:
     workdir = os.path.abspath(workdir)
     try:
         os.makedirs(workdir, exist_ok=True)
-        probe = os.path.join(workdir, ".write_test")
+        # One probe per process: several hosts may share the workdir (NFS).
+        probe = os.path.join(workdir, f".write_test_{jax.process_index()}")
         with open(probe, "w") as handle:
             handle.write("ok")
         os.remove(probe)
@@ -121,6 +125,8 @@ class _Run:
             process_count=jax.process_count(),
             read_threads=config.loader.read_threads,
             prefetch_batches=config.loader.prefetch_batches,
+            # The rows `global_batch` places on this process's devices, in its order.
+            batch_rows=process_batch_rows(self.mesh, self.rules, config.train.batch_size),
         )
         self._init_state()
         self._init_frozen()
@@ -192,12 +198,14 @@ class _Run:
         self.train_step = jax.jit(step, donate_argnums=(0,), out_shardings=(self.shardings, None))
         graphdef, frozen_graphdef, task = self.graphdef, self.frozen_graphdef, self.task
 
-        def preview(params, rest, frozen_state, batch, key):
+        def preview(params, rest, frozen_state, batch, key_data):
             model = nnx.merge(graphdef, params, rest)
             frozen = None if frozen_graphdef is None else nnx.merge(frozen_graphdef, frozen_state)
-            return task.preview(model, frozen, batch, key)
+            return task.preview(model, frozen, batch, jax.random.wrap_key_data(key_data))
 
-        self.preview = jax.jit(preview)
+        # Replicated samples: every process can read them without a gather of its own.
+        replicated = jax.sharding.NamedSharding(self.mesh, jax.sharding.PartitionSpec())
+        self.preview = jax.jit(preview, out_shardings=replicated)
 
     def global_batch(self, local: dict) -> dict:
         import nnx_sharding as ns
@@ -226,7 +234,8 @@ class _Run:
         """Samples of the EMA ``decay`` for ``labels`` as pixel batches in [-1, 1].
 
         Batches have one static size (the last is padded, then trimmed), so the sampler
-        compiles once; latents are decoded when ``autoencoder`` is set.
+        compiles once; latents are decoded when ``autoencoder`` is set. A collective: every
+        process calls it with the same arguments and gets all the samples.
         """
         import nnx_sharding as ns
 
@@ -246,15 +255,19 @@ class _Run:
                     self.state.rest,
                     self.frozen_state,
                     batch,
-                    jax.random.fold_in(key, index),
+                    # Host data, the same on every process (a key on one local device
+                    # would not mix with arrays that span processes).
+                    np.asarray(jax.random.key_data(jax.random.fold_in(key, index))),
                 )
-                if self.decode is not None:
-                    images = self.decode(images)
-            yield np.asarray(jax.device_get(images))[: len(chunk)]
+            images = host_array(images)
+            if self.decode is not None:  # on this host's default device, from host memory
+                images = host_array(self.decode(images))
+            yield images[: len(chunk)]
 
     def write_sample_grid(self, step: int, logger: MetricsLogger) -> str | None:
+        """Samples the grid on every process (a collective); process 0 writes the PNGs."""
         config = self.config.samples
-        if config.num_images <= 0 or not self.is_main:
+        if config.num_images <= 0:
             return None
         labels = (np.arange(config.num_images) % self.task.num_classes).astype(np.int32)
         images = np.concatenate(
@@ -267,6 +280,8 @@ class _Run:
                 )
             )
         )
+        if not self.is_main:
+            return None
         uint8 = _display_uint8(images)
         columns = self.task.num_classes if config.num_images % self.task.num_classes == 0 else None
         path = save_image_grid(
@@ -303,7 +318,11 @@ def _build_evaluator(config: ConfigDict) -> Any:
 
 
 def _evaluate(run: _Run, evaluator: Any, step: int) -> dict:
-    """Samples ``eval.num_samples`` class-balanced images from the EMA and scores them."""
+    """Samples ``eval.num_samples`` class-balanced images from the EMA and scores them.
+
+    Every process samples and scores (sampling is a collective; the evaluators are
+    deterministic, so all processes get the same metrics); process 0 writes the samples file.
+    """
     from nnx_fid import balanced_labels
 
     config = run.config.eval
@@ -318,7 +337,8 @@ def _evaluate(run: _Run, evaluator: Any, step: int) -> dict:
     metrics = dict(evaluator(batches, labels))
     if config.save_samples:
         path = os.path.join(run.workdir, f"eval_samples_{step:08d}.npz")
-        save_sample_batch(path, np.concatenate(kept), labels)
+        if run.is_main:
+            save_sample_batch(path, np.concatenate(kept), labels)
         metrics["samples_file"] = path
     metrics["eval_seconds"] = time.perf_counter() - start
     log.info("step %d evaluation: %s", step, metrics)
@@ -380,6 +400,7 @@ def train(config: ConfigDict, workdir: str, *, stop_after: int | None = None) ->
       The final metrics written to ``workdir/metrics.json``.
     """
     wall_start = time.perf_counter()
+    start_distributed(config.distributed)  # before anything touches a device
     workdir = prepare_workdir(workdir)
     run = _Run(config, workdir)
     evaluator = _build_evaluator(config)
@@ -459,7 +480,7 @@ def train(config: ConfigDict, workdir: str, *, stop_after: int | None = None) ->
         "train_seconds": train_seconds,
         "images_per_second": (step - start_step) * cfg.batch_size / max(train_seconds, 1e-9),
     }
-    if finished and run.is_main:
+    if finished:  # collectives: every process samples and evaluates
         run.write_sample_grid(step, logger)
         if evaluator is not None and (
             not last_eval or config.eval.every_steps == 0 or step % config.eval.every_steps
@@ -475,6 +496,7 @@ def train(config: ConfigDict, workdir: str, *, stop_after: int | None = None) ->
             json.dump(final, handle, indent=2, default=float)
     logger.close()
     run.checkpointer.close()
+    barrier("nnx_train:end")  # no process leaves while another still writes or gathers
     return final
 
 
