@@ -47,9 +47,7 @@ def _clean(message: str) -> str:
     return message
 
 
-def parse_args(
-    argv: Sequence[str], *, default_config: str | None = None
-) -> tuple[ConfigDict, str]:
+def parse_args(argv: Sequence[str], *, default_config: str | None = None) -> tuple[ConfigDict, str]:
     """Parses ``argv`` (program name first) into the locked config and the workdir.
 
     Args:
