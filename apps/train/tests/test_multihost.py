@@ -28,7 +28,7 @@ from nnx_train.metrics_log import read_jsonl
 from nnx_train.train import train
 
 WORKER = Path(__file__).with_name("multihost_worker.py")
-# The whole test took 71 s here (workers 45 s wall each, with the reference alongside);
+# The whole test took 40-71 s here (workers 45 s wall each under load, the reference alongside);
 # the limit leaves room for a loaded 2-core machine.
 TIMEOUT_S = 300
 

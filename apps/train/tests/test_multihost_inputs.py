@@ -239,3 +239,16 @@ def test_module_entry_point_finds_the_default(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     assert "done: step=2" in result.stdout
     assert '"name": "digits"' in (tmp_path / "config.json").read_text()
+
+
+def test_streaming_sources_take_only_the_default_rows():
+    from nnx_train.data import make_source_iterator
+
+    class Stream:  # a streaming source: builds its own iterator from the options
+        def make_iterator(self, **options):
+            return options
+
+    options = {"global_batch_size": 8, "seed": 0, "process_index": 1, "process_count": 2}
+    assert make_source_iterator(Stream(), **options, batch_rows=range(4, 8)) == options
+    with pytest.raises(ConfigError, match="places 8 rows of the batch on process 1"):
+        make_source_iterator(Stream(), **options, batch_rows=range(8))
