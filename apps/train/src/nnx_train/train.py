@@ -28,11 +28,12 @@ from nnx_train.checkpointing import Checkpointer
 from nnx_train.data import make_source_iterator
 from nnx_train.ema import ema_name, init_ema
 from nnx_train.errors import ConfigError, NonFiniteError, TrainError
+from nnx_train.evaluation import build_evaluator, evaluate
 from nnx_train.metrics_log import MetricsLogger, read_jsonl
 from nnx_train.multihost import barrier, host_array, process_batch_rows, start_distributed
-from nnx_train.pictures import save_image_grid, save_loss_curve
+from nnx_train.pictures import display_uint8, save_image_grid, save_loss_curve
 from nnx_train.progress import Progress
-from nnx_train.provenance import write_run_files
+from nnx_train.provenance import prepare_workdir, write_run_files
 from nnx_train.state import TrainState, scalar
 from nnx_train.step import make_train_step
 from nnx_train.tasks import AutoencoderTask
@@ -42,43 +43,6 @@ __all__ = ["prepare_workdir", "train"]
 log = logging.getLogger(__name__)
 
 NONFINITE_POLICIES = ("skip", "stop")
-
-
-def prepare_workdir(workdir: str) -> str:
-    """Creates ``workdir`` (local) and checks that it is writable."""
-    if "://" in workdir:
-        raise ConfigError(
-            f"--workdir={workdir!r} must be a local folder (logs and pictures go there); put "
-            "checkpoints on a bucket with --config.checkpoint.directory=gs://bucket/prefix."
-        )
-    workdir = os.path.abspath(workdir)
-    try:
-        os.makedirs(workdir, exist_ok=True)
-        # One probe per process: several hosts may share the workdir (NFS).
-        probe = os.path.join(workdir, f".write_test_{jax.process_index()}")
-        with open(probe, "w") as handle:
-            handle.write("ok")
-        os.remove(probe)
-    except OSError as err:
-        raise ConfigError(
-            f"The workdir {workdir} is not writable ({err.strerror}); choose another --workdir."
-        ) from err
-    return workdir
-
-
-def _display_uint8(images: jax.Array) -> np.ndarray:
-    """Model-space samples -> uint8 pictures (1 or 3 channels; latents show channels 0-2)."""
-    from nnx_fid import to_uint8
-
-    images = jnp.asarray(images, jnp.float32)
-    channels = images.shape[-1]
-    if channels not in (1, 3):
-        # Latents without a decoder: a per-image min-max view of the first channels.
-        images = images[..., :3] if channels > 3 else images[..., :1]
-        low = images.min(axis=(1, 2, 3), keepdims=True)
-        high = images.max(axis=(1, 2, 3), keepdims=True)
-        images = 2.0 * (images - low) / jnp.maximum(high - low, 1e-6) - 1.0
-    return np.asarray(to_uint8(images))
 
 
 class _Run:
@@ -282,7 +246,7 @@ class _Run:
         )
         if not self.is_main:
             return None
-        uint8 = _display_uint8(images)
+        uint8 = display_uint8(images)
         columns = self.task.num_classes if config.num_images % self.task.num_classes == 0 else None
         path = save_image_grid(
             uint8, os.path.join(self.workdir, f"samples_{step:08d}.png"), columns=columns
@@ -290,77 +254,6 @@ class _Run:
         save_image_grid(uint8, os.path.join(self.workdir, "samples.png"), columns=columns)
         logger.log_image(step, "samples", path)
         return path
-
-
-def _build_evaluator(config: ConfigDict) -> Any:
-    match config.eval.name:
-        case "none":
-            return None
-        case "digits":
-            from nnx_train.evaluation import DigitsEvaluator
-
-            if config.data.name != "digits":
-                raise ConfigError(
-                    "eval.name='digits' needs data.name='digits' (its classifier is trained on the "
-                    "digits training split); use eval.name='fid' or 'none' for other data."
-                )
-            return DigitsEvaluator(
-                holdout_fraction=config.data.holdout_fraction,
-                split_seed=config.data.split_seed,
-                seed=config.seed,
-            )
-        case "fid":
-            from nnx_train.fid_eval import FIDEvaluator
-
-            return FIDEvaluator.from_config(config)
-        case _:
-            raise ConfigError(f"Unknown eval.name={config.eval.name!r}; valid: none, digits, fid.")
-
-
-def _evaluate(run: _Run, evaluator: Any, step: int) -> dict:
-    """Samples ``eval.num_samples`` class-balanced images from the EMA and scores them.
-
-    Every process samples and scores (sampling is a collective; the evaluators are
-    deterministic, so all processes get the same metrics); process 0 writes the samples file.
-    """
-    from nnx_fid import balanced_labels
-
-    config = run.config.eval
-    labels = balanced_labels(config.num_samples, run.task.num_classes, seed=run.config.seed)
-    start = time.perf_counter()
-    batches = run.pixel_batches(
-        float(config.ema), labels, batch_size=config.batch_size, seed=run.config.seed + 2
-    )
-    kept: list[np.ndarray] = []
-    if config.save_samples:
-        batches = _keeping(batches, kept)
-    metrics = dict(evaluator(batches, labels))
-    if config.save_samples:
-        path = os.path.join(run.workdir, f"eval_samples_{step:08d}.npz")
-        if run.is_main:
-            save_sample_batch(path, np.concatenate(kept), labels)
-        metrics["samples_file"] = path
-    metrics["eval_seconds"] = time.perf_counter() - start
-    log.info("step %d evaluation: %s", step, metrics)
-    return metrics
-
-
-def _keeping(batches: Iterator[np.ndarray], kept: list[np.ndarray]) -> Iterator[np.ndarray]:
-    """Passes ``batches`` through, keeping each one in ``kept``."""
-    for batch in batches:
-        kept.append(batch)
-        yield batch
-
-
-def save_sample_batch(path: str, pixels: np.ndarray, labels: np.ndarray) -> None:
-    """Writes evaluated samples as an ADM sample batch: ``arr_0`` uint8 ``(N, H, W, C)``
-    quantised by ``nnx_fid.to_uint8`` (as the FID evaluator does), ``arr_1`` labels; the
-    offline ``tools/evaluate_samples.py`` then scores exactly what the run scored."""
-    from nnx_fid import to_uint8
-
-    with open(path + ".tmp", "wb") as handle:
-        np.savez(handle, arr_0=np.asarray(to_uint8(pixels)), arr_1=np.asarray(labels))
-    os.replace(path + ".tmp", path)
 
 
 def _check_nonfinite(run: _Run, step: int, progress: Progress) -> int:
@@ -403,7 +296,7 @@ def train(config: ConfigDict, workdir: str, *, stop_after: int | None = None) ->
     start_distributed(config.distributed)  # before anything touches a device
     workdir = prepare_workdir(workdir)
     run = _Run(config, workdir)
-    evaluator = _build_evaluator(config)
+    evaluator = build_evaluator(config)
     run.compile()
     cfg = config.train
     logger = MetricsLogger(
@@ -462,7 +355,7 @@ def train(config: ConfigDict, workdir: str, *, stop_after: int | None = None) ->
                     and config.eval.every_steps
                     and step % config.eval.every_steps == 0
                 ):
-                    last_eval = _evaluate(run, evaluator, step)
+                    last_eval = evaluate(run, evaluator, step)
                     logger.log(step, {f"eval/{k}": v for k, v in last_eval.items()})
     finally:
         progress.close()
@@ -485,7 +378,7 @@ def train(config: ConfigDict, workdir: str, *, stop_after: int | None = None) ->
         if evaluator is not None and (
             not last_eval or config.eval.every_steps == 0 or step % config.eval.every_steps
         ):
-            last_eval = _evaluate(run, evaluator, step)
+            last_eval = evaluate(run, evaluator, step)
             logger.log(step, {f"eval/{k}": v for k, v in last_eval.items()})
     if run.is_main:
         save_loss_curve(read_jsonl(logger.path), os.path.join(workdir, "loss_curve.png"))
