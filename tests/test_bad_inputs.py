@@ -150,7 +150,7 @@ EXPECTED = {
         "files>)."
     ),
     "test_batch_larger_than_the_dataset": (
-        "SyntheticSource(shape=(1, 1, 1), len=4) gives host 0 only 4 records, fewer than its "
+        "SyntheticSource(shape=(1, 1, 1), len=4) has only 4 records, fewer than its "
         "batch of 8; lower train.batch_size or use more data."
     ),
     "test_reference_statistics_without_statistics": (

@@ -39,6 +39,7 @@ import orbax.checkpoint as ocp
 from etils import epath
 
 from nnx_train.errors import CheckpointError, ConfigError
+from nnx_train.multihost import barrier
 from nnx_train.state import from_nested, state_paths, to_nested
 
 __all__ = ["COMMIT_MARKER", "Checkpointer", "fingerprints"]
@@ -245,7 +246,8 @@ class Checkpointer:
         """
         expected = _manifest(abstract_state, self.model_name)["arrays"]
         failures = []
-        for step in reversed(self.all_steps()):
+        steps = self.all_steps()
+        for step in reversed(steps):
             path = self.step_path(step)
             if not (path / COMMIT_MARKER).exists():
                 self._reject(failures, step, f"no {COMMIT_MARKER}: partly written or copied")
@@ -287,7 +289,7 @@ class Checkpointer:
                         f"{len(changed)} array(s) differ from their fingerprint ({shown})",
                     )
                     continue
-            self._set_aside([s for s in self.all_steps() if s > step])
+            self._set_aside([s for s in steps if s > step])
             return state
         raise CheckpointError(
             f"No readable checkpoint in {self.directory}: "
@@ -303,7 +305,19 @@ class Checkpointer:
 
     def _set_aside(self, steps: list[int]) -> None:
         """Renames unreadable newer checkpoints to ``<step>.corrupt`` so that they are kept
-        for inspection but no longer count as checkpoints (the run rewrites those steps)."""
+        for inspection but no longer count as checkpoints (the run rewrites those steps).
+
+        Every process calls it with the same ``steps`` (listed before any rename: the first
+        barrier); process 0 renames, the others wait for it (the second barrier).
+        """
+        barrier("nnx_train:checkpoint-listed")
+        if jax.process_index() == 0:
+            self._rename_corrupt(steps)
+        barrier("nnx_train:checkpoint-set-aside")
+        if steps:
+            self.manager.reload()
+
+    def _rename_corrupt(self, steps: list[int]) -> None:
         for step in steps:
             source = self.directory / str(step)
             target = self.directory / f"{step}.corrupt"
@@ -311,8 +325,6 @@ class Checkpointer:
                 target.rmtree()
             source.rename(target)
             log.warning("Moved the unreadable checkpoint %s to %s.", source, target)
-        if steps:
-            self.manager.reload()
 
     def wait(self) -> None:
         """Blocks until pending asynchronous saves are finalised."""

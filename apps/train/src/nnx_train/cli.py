@@ -3,6 +3,7 @@
 ::
 
     uv run apps/train                                         # embedded digits default
+    python -m nnx_train                                       # the same
     uv run apps/train --config apps/train/configs/sit_b2.py --workdir runs/sit_b2 \\
         --config.data.path=/data/imagenet_sdvae_latents --config.train.batch_size=256
     uv run apps/train --config apps/train/configs/sit_b2.py:tiny   # 2-step smoke run
@@ -19,12 +20,23 @@ import re
 import sys
 import warnings
 from collections.abc import Sequence
+from pathlib import Path
 
 from ml_collections import ConfigDict
 
 from nnx_train.errors import ConfigError, TrainError
 
-__all__ = ["load_config", "main", "parse_args"]
+__all__ = ["default_config_path", "load_config", "main", "parse_args"]
+
+
+def default_config_path() -> str | None:
+    """``apps/train/configs/digits.py`` of the source tree this package runs from, if any.
+
+    The workspace installs ``nnx_train`` from ``apps/train/src`` in place, so both
+    ``uv run apps/train`` and ``python -m nnx_train`` find the embedded default there.
+    """
+    path = Path(__file__).resolve().parents[2] / "configs" / "digits.py"
+    return str(path) if path.is_file() else None
 
 
 def _clean(message: str) -> str:
@@ -35,20 +47,22 @@ def _clean(message: str) -> str:
     return message
 
 
-def parse_args(argv: Sequence[str], *, default_config: str) -> tuple[ConfigDict, str]:
+def parse_args(argv: Sequence[str], *, default_config: str | None = None) -> tuple[ConfigDict, str]:
     """Parses ``argv`` (program name first) into the locked config and the workdir.
 
     Args:
       argv: command line, e.g. ``["train", "--config.train.num_steps=10"]``.
-      default_config: config file used when ``--config`` is absent.
+      default_config: config file used when ``--config`` is absent (default
+        `default_config_path`).
 
     Returns:
       ``(config, workdir)``; the workdir defaults to ``runs/<config.name>``.
 
     Raises:
-      ConfigError: unknown flag, unknown or misspelled config key, unreadable config file or
-        a value of the wrong type.
+      ConfigError: unknown flag, unknown or misspelled config key, unreadable config file, a
+        value of the wrong type, or no ``--config`` and no default.
     """
+    default_config = default_config or default_config_path()
     with warnings.catch_warnings():
         # ml_collections loads config files with the deprecated importlib load_module().
         warnings.simplefilter("ignore", DeprecationWarning)
@@ -74,6 +88,12 @@ def _parse(argv: list[str], default_config: str) -> tuple[ConfigDict, str]:
         )
         values(argv)
         config = holder.value
+        if config is None:
+            raise ConfigError(
+                "No --config given and no default apps/train/configs/digits.py next to this "
+                "installation of nnx_train; pass --config path/to/config.py."
+            )
+        name = str(config.name)  # a config file that failed to load raises here
     except (flags.Error, AttributeError, KeyError, TypeError, ValueError, OSError) as err:
         text = _clean(err)
         if "Did you mean" in text or isinstance(err, AttributeError | KeyError):
@@ -87,7 +107,7 @@ def _parse(argv: list[str], default_config: str) -> tuple[ConfigDict, str]:
             f"Bad command line: {text}{end} Give each --config.<key>=<value> a value of the type "
             "the config file sets (see apps/train/README.md)."
         ) from err
-    return config, workdir.value or os.path.join("runs", str(config.name))
+    return config, workdir.value or os.path.join("runs", name)
 
 
 def load_config(path: str, overrides: Sequence[str] = ()) -> ConfigDict:
@@ -96,8 +116,9 @@ def load_config(path: str, overrides: Sequence[str] = ()) -> ConfigDict:
     return parse_args(argv, default_config=path)[0]
 
 
-def main(argv: Sequence[str] | None = None, *, default_config: str) -> int:
-    """Entry point of ``apps/train/__main__.py``; returns the exit status."""
+def main(argv: Sequence[str] | None = None, *, default_config: str | None = None) -> int:
+    """Entry point of ``uv run apps/train`` and ``python -m nnx_train``; returns the exit
+    status. ``default_config`` defaults to `default_config_path`."""
     argv = list(sys.argv if argv is None else argv)
     try:
         config, workdir = parse_args(argv, default_config=default_config)

@@ -20,6 +20,7 @@ Sections:
 | `train`      | batch size, steps, logging interval, non-finite policy             |
 | `checkpoint` | where, how often, how many                                          |
 | `sharding`   | strategy and mesh axis sizes                                        |
+| `distributed`| joining several processes (hosts) into one run (`nnx_train.multihost`) |
 | `sampler`    | solver, grid and guidance for pictures and evaluation              |
 | `samples`    | the sample-grid PNG                                                 |
 | `eval`       | periodic evaluation (`digits` classifier metrics, `fid`, `none`)   |
@@ -398,6 +399,17 @@ def base_config() -> ConfigDict:
         # The mesh spans every device of every process; data x fsdp x sequence x tensor must
         # equal the device count (one axis may be -1: inferred).
         {"strategy": "replicate", "data": -1, "fsdp": 1, "sequence": 1, "tensor": 1}
+    )
+    # Several hosts: nnx_train.multihost. "auto" joins when the three keys below are set or a
+    # cluster (TPU VM, SLURM, Open MPI) is detected; "" / 0 / -1 mean "detect".
+    config.distributed = ConfigDict(
+        {
+            "initialize": "auto",
+            "coordinator_address": "",
+            "num_processes": 0,
+            "process_id": -1,
+            "initialization_timeout_s": 300,
+        }
     )
     config.sampler = ConfigDict(
         {

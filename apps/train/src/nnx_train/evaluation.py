@@ -5,17 +5,32 @@
 requested labels, (a) the share the classifier assigns to the requested class and (b) the
 Frechet distance between classifier features of generated and held-out real images, plus the
 same distance between the real training split and the held-out split as a floor of what a
-perfect generator would reach with this many samples.
+perfect generator would reach with this many samples. `build_evaluator` makes the evaluator of
+``config.eval``; `evaluate` samples from the EMA and scores, on every process.
 """
 
 from __future__ import annotations
 
+import logging
+import os
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from typing import Any
 
 import numpy as np
+from ml_collections import ConfigDict
 
-__all__ = ["DigitsEvaluator", "feature_statistics"]
+from nnx_train.errors import ConfigError
+
+__all__ = [
+    "DigitsEvaluator",
+    "build_evaluator",
+    "evaluate",
+    "feature_statistics",
+    "save_sample_batch",
+]
+
+log = logging.getLogger(__name__)
 
 
 def feature_statistics(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -81,3 +96,74 @@ class DigitsEvaluator:
             "num_generated": int(len(images)),
             "num_heldout_real": int(len(self.heldout_features)),
         }
+
+
+def build_evaluator(config: ConfigDict) -> Any:
+    """The evaluator named by ``config.eval.name`` (``None`` for ``"none"``)."""
+    match config.eval.name:
+        case "none":
+            return None
+        case "digits":
+            if config.data.name != "digits":
+                raise ConfigError(
+                    "eval.name='digits' needs data.name='digits' (its classifier is trained on the "
+                    "digits training split); use eval.name='fid' or 'none' for other data."
+                )
+            return DigitsEvaluator(
+                holdout_fraction=config.data.holdout_fraction,
+                split_seed=config.data.split_seed,
+                seed=config.seed,
+            )
+        case "fid":
+            from nnx_train.fid_eval import FIDEvaluator
+
+            return FIDEvaluator.from_config(config)
+        case _:
+            raise ConfigError(f"Unknown eval.name={config.eval.name!r}; valid: none, digits, fid.")
+
+
+def evaluate(run: Any, evaluator: Any, step: int) -> dict:
+    """Samples ``eval.num_samples`` class-balanced images from the EMA and scores them.
+
+    ``run`` is the trainer's run (``config``, ``task``, ``workdir``, ``is_main`` and
+    ``pixel_batches``). Every process samples and scores (sampling is a collective; the evaluators are
+    deterministic, so all processes get the same metrics); process 0 writes the samples file.
+    """
+    from nnx_fid import balanced_labels
+
+    config = run.config.eval
+    labels = balanced_labels(config.num_samples, run.task.num_classes, seed=run.config.seed)
+    start = time.perf_counter()
+    batches = run.pixel_batches(
+        float(config.ema), labels, batch_size=config.batch_size, seed=run.config.seed + 2
+    )
+    kept: list[np.ndarray] = []
+    if config.save_samples:
+        batches = _keeping(batches, kept)
+    metrics = dict(evaluator(batches, labels))
+    if config.save_samples:
+        path = os.path.join(run.workdir, f"eval_samples_{step:08d}.npz")
+        if run.is_main:
+            save_sample_batch(path, np.concatenate(kept), labels)
+        metrics["samples_file"] = path
+    metrics["eval_seconds"] = time.perf_counter() - start
+    log.info("step %d evaluation: %s", step, metrics)
+    return metrics
+
+
+def _keeping(batches: Iterator[np.ndarray], kept: list[np.ndarray]) -> Iterator[np.ndarray]:
+    """Passes ``batches`` through, keeping each one in ``kept``."""
+    for batch in batches:
+        kept.append(batch)
+        yield batch
+
+
+def save_sample_batch(path: str, pixels: np.ndarray, labels: np.ndarray) -> None:
+    """Writes evaluated samples as an ADM sample batch: ``arr_0`` uint8 ``(N, H, W, C)``
+    quantised by ``nnx_fid.to_uint8`` (as the FID evaluator does), ``arr_1`` labels; the
+    offline ``tools/evaluate_samples.py`` then scores exactly what the run scored."""
+    from nnx_fid import to_uint8
+
+    with open(path + ".tmp", "wb") as handle:
+        np.savez(handle, arr_0=np.asarray(to_uint8(pixels)), arr_1=np.asarray(labels))
+    os.replace(path + ".tmp", path)

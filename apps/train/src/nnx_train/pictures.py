@@ -7,7 +7,7 @@ import os
 
 import numpy as np
 
-__all__ = ["save_image_grid", "save_loss_curve"]
+__all__ = ["display_uint8", "save_image_grid", "save_loss_curve"]
 
 
 def save_image_grid(
@@ -88,3 +88,20 @@ def save_loss_curve(records: list[dict], path: str, *, key: str = "loss") -> str
     figure.savefig(path)
     plt.close(figure)
     return path
+
+
+def display_uint8(images: np.ndarray) -> np.ndarray:
+    """Model-space samples -> uint8 pictures (1 or 3 channels; latents show channels 0-2)."""
+    import jax.numpy as jnp
+
+    from nnx_fid import to_uint8
+
+    images = jnp.asarray(images, jnp.float32)
+    channels = images.shape[-1]
+    if channels not in (1, 3):
+        # Latents without a decoder: a per-image min-max view of the first channels.
+        images = images[..., :3] if channels > 3 else images[..., :1]
+        low = images.min(axis=(1, 2, 3), keepdims=True)
+        high = images.max(axis=(1, 2, 3), keepdims=True)
+        images = 2.0 * (images - low) / jnp.maximum(high - low, 1e-6) - 1.0
+    return np.asarray(to_uint8(images))

@@ -3,6 +3,7 @@
 ``config.json`` (the resolved config, after overrides) and ``run_info.json`` (package
 versions, git commit, command line, devices and mesh). Environment variables are never
 written: credentials (``WANDB_API_KEY``, GCS keys) live only in the environment.
+`prepare_workdir` creates the (local) workdir first and checks that it is writable.
 """
 
 from __future__ import annotations
@@ -17,7 +18,16 @@ from typing import Any
 
 import jax
 
-__all__ = ["PACKAGES", "git_commit", "package_versions", "run_info", "write_run_files"]
+from nnx_train.errors import ConfigError
+
+__all__ = [
+    "PACKAGES",
+    "git_commit",
+    "package_versions",
+    "prepare_workdir",
+    "run_info",
+    "write_run_files",
+]
 
 PACKAGES: tuple[str, ...] = (
     "nnx-train",
@@ -98,3 +108,25 @@ def write_run_files(workdir: str, config_dict: dict, mesh: Any = None) -> None:
         json.dump(config_dict, handle, indent=2, sort_keys=True, default=str)
     with open(os.path.join(workdir, "run_info.json"), "w") as handle:
         json.dump(run_info(mesh), handle, indent=2, default=str)
+
+
+def prepare_workdir(workdir: str) -> str:
+    """Creates ``workdir`` (local) and checks that it is writable."""
+    if "://" in workdir:
+        raise ConfigError(
+            f"--workdir={workdir!r} must be a local folder (logs and pictures go there); put "
+            "checkpoints on a bucket with --config.checkpoint.directory=gs://bucket/prefix."
+        )
+    workdir = os.path.abspath(workdir)
+    try:
+        os.makedirs(workdir, exist_ok=True)
+        # One probe per process: several hosts may share the workdir (NFS).
+        probe = os.path.join(workdir, f".write_test_{jax.process_index()}")
+        with open(probe, "w") as handle:
+            handle.write("ok")
+        os.remove(probe)
+    except OSError as err:
+        raise ConfigError(
+            f"The workdir {workdir} is not writable ({err.strerror}); choose another --workdir."
+        ) from err
+    return workdir

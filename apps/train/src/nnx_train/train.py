@@ -1,9 +1,11 @@
 """The training loop: one linear function from a resolved config to a trained, evaluated run.
 
-Sections, in order: workdir and run files -> mesh -> data -> task -> state (restored or
-initialised sharded) -> jitted step -> loop (log, checkpoint, pictures, evaluation) ->
-final checkpoint, pictures and metrics. Nothing in the loop branches on the recipe; the
-recipe lives in the `Task` that ``build.py`` made.
+Sections, in order: joining the other processes (``config.distributed``) -> workdir and run
+files -> mesh -> data -> task -> state (restored or initialised sharded) -> jitted step ->
+loop (log, checkpoint, pictures, evaluation) -> final checkpoint, pictures and metrics.
+Nothing in the loop branches on the recipe; the recipe lives in the `Task` that ``build.py``
+made. Every process runs every line (`nnx_train.multihost`); only file writes and logging
+are left to process 0.
 """
 
 from __future__ import annotations
@@ -26,10 +28,12 @@ from nnx_train.checkpointing import Checkpointer
 from nnx_train.data import make_source_iterator
 from nnx_train.ema import ema_name, init_ema
 from nnx_train.errors import ConfigError, NonFiniteError, TrainError
+from nnx_train.evaluation import build_evaluator, evaluate
 from nnx_train.metrics_log import MetricsLogger, read_jsonl
-from nnx_train.pictures import save_image_grid, save_loss_curve
+from nnx_train.multihost import barrier, host_array, process_batch_rows, start_distributed
+from nnx_train.pictures import display_uint8, save_image_grid, save_loss_curve
 from nnx_train.progress import Progress
-from nnx_train.provenance import write_run_files
+from nnx_train.provenance import prepare_workdir, write_run_files
 from nnx_train.state import TrainState, scalar
 from nnx_train.step import make_train_step
 from nnx_train.tasks import AutoencoderTask
@@ -39,42 +43,6 @@ __all__ = ["prepare_workdir", "train"]
 log = logging.getLogger(__name__)
 
 NONFINITE_POLICIES = ("skip", "stop")
-
-
-def prepare_workdir(workdir: str) -> str:
-    """Creates ``workdir`` (local) and checks that it is writable."""
-    if "://" in workdir:
-        raise ConfigError(
-            f"--workdir={workdir!r} must be a local folder (logs and pictures go there); put "
-            "checkpoints on a bucket with --config.checkpoint.directory=gs://bucket/prefix."
-        )
-    workdir = os.path.abspath(workdir)
-    try:
-        os.makedirs(workdir, exist_ok=True)
-        probe = os.path.join(workdir, ".write_test")
-        with open(probe, "w") as handle:
-            handle.write("ok")
-        os.remove(probe)
-    except OSError as err:
-        raise ConfigError(
-            f"The workdir {workdir} is not writable ({err.strerror}); choose another --workdir."
-        ) from err
-    return workdir
-
-
-def _display_uint8(images: jax.Array) -> np.ndarray:
-    """Model-space samples -> uint8 pictures (1 or 3 channels; latents show channels 0-2)."""
-    from nnx_fid import to_uint8
-
-    images = jnp.asarray(images, jnp.float32)
-    channels = images.shape[-1]
-    if channels not in (1, 3):
-        # Latents without a decoder: a per-image min-max view of the first channels.
-        images = images[..., :3] if channels > 3 else images[..., :1]
-        low = images.min(axis=(1, 2, 3), keepdims=True)
-        high = images.max(axis=(1, 2, 3), keepdims=True)
-        images = 2.0 * (images - low) / jnp.maximum(high - low, 1e-6) - 1.0
-    return np.asarray(to_uint8(images))
 
 
 class _Run:
@@ -121,6 +89,8 @@ class _Run:
             process_count=jax.process_count(),
             read_threads=config.loader.read_threads,
             prefetch_batches=config.loader.prefetch_batches,
+            # The rows `global_batch` places on this process's devices, in its order.
+            batch_rows=process_batch_rows(self.mesh, self.rules, config.train.batch_size),
         )
         self._init_state()
         self._init_frozen()
@@ -192,12 +162,14 @@ class _Run:
         self.train_step = jax.jit(step, donate_argnums=(0,), out_shardings=(self.shardings, None))
         graphdef, frozen_graphdef, task = self.graphdef, self.frozen_graphdef, self.task
 
-        def preview(params, rest, frozen_state, batch, key):
+        def preview(params, rest, frozen_state, batch, key_data):
             model = nnx.merge(graphdef, params, rest)
             frozen = None if frozen_graphdef is None else nnx.merge(frozen_graphdef, frozen_state)
-            return task.preview(model, frozen, batch, key)
+            return task.preview(model, frozen, batch, jax.random.wrap_key_data(key_data))
 
-        self.preview = jax.jit(preview)
+        # Replicated samples: every process can read them without a gather of its own.
+        replicated = jax.sharding.NamedSharding(self.mesh, jax.sharding.PartitionSpec())
+        self.preview = jax.jit(preview, out_shardings=replicated)
 
     def global_batch(self, local: dict) -> dict:
         import nnx_sharding as ns
@@ -226,7 +198,8 @@ class _Run:
         """Samples of the EMA ``decay`` for ``labels`` as pixel batches in [-1, 1].
 
         Batches have one static size (the last is padded, then trimmed), so the sampler
-        compiles once; latents are decoded when ``autoencoder`` is set.
+        compiles once; latents are decoded when ``autoencoder`` is set. A collective: every
+        process calls it with the same arguments and gets all the samples.
         """
         import nnx_sharding as ns
 
@@ -246,15 +219,19 @@ class _Run:
                     self.state.rest,
                     self.frozen_state,
                     batch,
-                    jax.random.fold_in(key, index),
+                    # Host data, the same on every process (a key on one local device
+                    # would not mix with arrays that span processes).
+                    np.asarray(jax.random.key_data(jax.random.fold_in(key, index))),
                 )
-                if self.decode is not None:
-                    images = self.decode(images)
-            yield np.asarray(jax.device_get(images))[: len(chunk)]
+            images = host_array(images)
+            if self.decode is not None:  # on this host's default device, from host memory
+                images = host_array(self.decode(images))
+            yield images[: len(chunk)]
 
     def write_sample_grid(self, step: int, logger: MetricsLogger) -> str | None:
+        """Samples the grid on every process (a collective); process 0 writes the PNGs."""
         config = self.config.samples
-        if config.num_images <= 0 or not self.is_main:
+        if config.num_images <= 0:
             return None
         labels = (np.arange(config.num_images) % self.task.num_classes).astype(np.int32)
         images = np.concatenate(
@@ -267,7 +244,9 @@ class _Run:
                 )
             )
         )
-        uint8 = _display_uint8(images)
+        if not self.is_main:
+            return None
+        uint8 = display_uint8(images)
         columns = self.task.num_classes if config.num_images % self.task.num_classes == 0 else None
         path = save_image_grid(
             uint8, os.path.join(self.workdir, f"samples_{step:08d}.png"), columns=columns
@@ -275,72 +254,6 @@ class _Run:
         save_image_grid(uint8, os.path.join(self.workdir, "samples.png"), columns=columns)
         logger.log_image(step, "samples", path)
         return path
-
-
-def _build_evaluator(config: ConfigDict) -> Any:
-    match config.eval.name:
-        case "none":
-            return None
-        case "digits":
-            from nnx_train.evaluation import DigitsEvaluator
-
-            if config.data.name != "digits":
-                raise ConfigError(
-                    "eval.name='digits' needs data.name='digits' (its classifier is trained on the "
-                    "digits training split); use eval.name='fid' or 'none' for other data."
-                )
-            return DigitsEvaluator(
-                holdout_fraction=config.data.holdout_fraction,
-                split_seed=config.data.split_seed,
-                seed=config.seed,
-            )
-        case "fid":
-            from nnx_train.fid_eval import FIDEvaluator
-
-            return FIDEvaluator.from_config(config)
-        case _:
-            raise ConfigError(f"Unknown eval.name={config.eval.name!r}; valid: none, digits, fid.")
-
-
-def _evaluate(run: _Run, evaluator: Any, step: int) -> dict:
-    """Samples ``eval.num_samples`` class-balanced images from the EMA and scores them."""
-    from nnx_fid import balanced_labels
-
-    config = run.config.eval
-    labels = balanced_labels(config.num_samples, run.task.num_classes, seed=run.config.seed)
-    start = time.perf_counter()
-    batches = run.pixel_batches(
-        float(config.ema), labels, batch_size=config.batch_size, seed=run.config.seed + 2
-    )
-    kept: list[np.ndarray] = []
-    if config.save_samples:
-        batches = _keeping(batches, kept)
-    metrics = dict(evaluator(batches, labels))
-    if config.save_samples:
-        path = os.path.join(run.workdir, f"eval_samples_{step:08d}.npz")
-        save_sample_batch(path, np.concatenate(kept), labels)
-        metrics["samples_file"] = path
-    metrics["eval_seconds"] = time.perf_counter() - start
-    log.info("step %d evaluation: %s", step, metrics)
-    return metrics
-
-
-def _keeping(batches: Iterator[np.ndarray], kept: list[np.ndarray]) -> Iterator[np.ndarray]:
-    """Passes ``batches`` through, keeping each one in ``kept``."""
-    for batch in batches:
-        kept.append(batch)
-        yield batch
-
-
-def save_sample_batch(path: str, pixels: np.ndarray, labels: np.ndarray) -> None:
-    """Writes evaluated samples as an ADM sample batch: ``arr_0`` uint8 ``(N, H, W, C)``
-    quantised by ``nnx_fid.to_uint8`` (as the FID evaluator does), ``arr_1`` labels; the
-    offline ``tools/evaluate_samples.py`` then scores exactly what the run scored."""
-    from nnx_fid import to_uint8
-
-    with open(path + ".tmp", "wb") as handle:
-        np.savez(handle, arr_0=np.asarray(to_uint8(pixels)), arr_1=np.asarray(labels))
-    os.replace(path + ".tmp", path)
 
 
 def _check_nonfinite(run: _Run, step: int, progress: Progress) -> int:
@@ -380,9 +293,10 @@ def train(config: ConfigDict, workdir: str, *, stop_after: int | None = None) ->
       The final metrics written to ``workdir/metrics.json``.
     """
     wall_start = time.perf_counter()
+    start_distributed(config.distributed)  # before anything touches a device
     workdir = prepare_workdir(workdir)
     run = _Run(config, workdir)
-    evaluator = _build_evaluator(config)
+    evaluator = build_evaluator(config)
     run.compile()
     cfg = config.train
     logger = MetricsLogger(
@@ -441,7 +355,7 @@ def train(config: ConfigDict, workdir: str, *, stop_after: int | None = None) ->
                     and config.eval.every_steps
                     and step % config.eval.every_steps == 0
                 ):
-                    last_eval = _evaluate(run, evaluator, step)
+                    last_eval = evaluate(run, evaluator, step)
                     logger.log(step, {f"eval/{k}": v for k, v in last_eval.items()})
     finally:
         progress.close()
@@ -459,12 +373,12 @@ def train(config: ConfigDict, workdir: str, *, stop_after: int | None = None) ->
         "train_seconds": train_seconds,
         "images_per_second": (step - start_step) * cfg.batch_size / max(train_seconds, 1e-9),
     }
-    if finished and run.is_main:
+    if finished:  # collectives: every process samples and evaluates
         run.write_sample_grid(step, logger)
         if evaluator is not None and (
             not last_eval or config.eval.every_steps == 0 or step % config.eval.every_steps
         ):
-            last_eval = _evaluate(run, evaluator, step)
+            last_eval = evaluate(run, evaluator, step)
             logger.log(step, {f"eval/{k}": v for k, v in last_eval.items()})
     if run.is_main:
         save_loss_curve(read_jsonl(logger.path), os.path.join(workdir, "loss_curve.png"))
@@ -475,6 +389,7 @@ def train(config: ConfigDict, workdir: str, *, stop_after: int | None = None) ->
             json.dump(final, handle, indent=2, default=float)
     logger.close()
     run.checkpointer.close()
+    barrier("nnx_train:end")  # no process leaves while another still writes or gathers
     return final
 
 

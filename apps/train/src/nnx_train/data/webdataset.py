@@ -286,9 +286,23 @@ def make_source_iterator(source: Any, **options: Any) -> Any:
 
     Args:
       source: a `RecordSource` or a source with a ``make_iterator(**options)`` method.
-      **options: the keyword arguments of `nnx_train.data.make_iterator`.
+      **options: the keyword arguments of `nnx_train.data.make_iterator`. Streaming sources
+        take ``batch_rows`` only when it is the default block ``[p * b, (p + 1) * b)``.
+
+    Raises:
+      ConfigError: a streaming source and a mesh that gives this process other rows.
     """
     streaming = getattr(source, "make_iterator", None)
-    if streaming is not None:
-        return streaming(**options)
-    return make_iterator(source, **options)
+    if streaming is None:
+        return make_iterator(source, **options)
+    rows = options.pop("batch_rows", None)
+    count, index = options.get("process_count", 1), options.get("process_index", 0)
+    local = options["global_batch_size"] // count
+    if rows is not None and list(rows) != list(range(index * local, (index + 1) * local)):
+        raise ConfigError(
+            f"{type(source).__name__} streams {local} rows per process, but this mesh places "
+            f"{len(rows)} rows of the batch on process {index}, not a block of {local}; use a "
+            "mesh whose data/fsdp axes span the processes in order (the default), or a "
+            "map-style source."
+        )
+    return streaming(**options)
