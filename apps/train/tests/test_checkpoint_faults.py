@@ -231,3 +231,28 @@ def test_old_checkpoint_survives_until_successor_is_final(tmp_path, monkeypatch)
         release.set()
     checkpointer.close()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["2"]
+
+
+def _as_two_processes(step_dir, second_position=None):
+    """Rewrites the data item of ``step_dir`` as if 2 processes had saved it."""
+    folder = step_dir / "data"
+    own = folder / "process_0-of-1.json"
+    text = own.read_text()
+    own.unlink()
+    (folder / "process_0-of-2.json").write_text(text)
+    (folder / "process_1-of-2.json").write_text(second_position or text)
+
+
+def test_global_position_resumes_under_another_process_count(tmp_path):
+    _save_two_steps(tmp_path)
+    _as_two_processes(tmp_path / "2")
+    state, iterator = _restore(tmp_path)  # this test runs as 1 process
+    _assert_is_step(state, iterator, step=2, batches_read=3)
+
+
+def test_per_process_positions_refuse_another_process_count(tmp_path):
+    _save_two_steps(tmp_path)
+    _as_two_processes(tmp_path / "2", second_position='{"next_index": 7}')
+    with pytest.raises(CheckpointError, match="written by 2 processes whose data positions"):
+        _restore(tmp_path)
+    assert (tmp_path / "2").is_dir()  # not set aside: nothing is wrong with the files

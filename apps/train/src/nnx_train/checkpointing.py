@@ -4,7 +4,9 @@ One checkpoint per saved step holds three items:
 
 - ``state``: every array of the `TrainState` as a nested dict (sharded arrays are written
   shard by shard from the hosts that hold them; nothing is gathered);
-- ``data``: the Grain iterator position of each host (``process_<i>-of-<n>.json``);
+- ``data``: the Grain iterator position of each host (``process_<i>-of-<n>.json``); a run
+  with another number of processes resumes from it when the positions are global (the
+  map-style pipeline: every process saves the same one);
 - ``manifest``: JSON with the step, the model name and the path, shape and dtype of every
   array, checked before restoring so that a checkpoint of another model is named as such.
 
@@ -27,6 +29,7 @@ computed where the shards live (no gather).
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from typing import Any
@@ -270,10 +273,12 @@ class Checkpointer:
                 restored = self.manager.restore(
                     step,
                     args=ocp.args.Composite(
-                        state=ocp.args.StandardRestore(to_nested(abstract_state)),
-                        data=grain.checkpoint.CheckpointRestore(data_iterator),
+                        state=ocp.args.StandardRestore(to_nested(abstract_state))
                     ),
                 )
+                position = self._data_position(step)
+            except CheckpointError:
+                raise
             except Exception as err:  # noqa: BLE001
                 self._reject(failures, step, _one_line(err))
                 continue
@@ -289,6 +294,7 @@ class Checkpointer:
                         f"{len(changed)} array(s) differ from their fingerprint ({shown})",
                     )
                     continue
+            data_iterator.set_state(position)
             self._set_aside([s for s in steps if s > step])
             return state
         raise CheckpointError(
@@ -296,6 +302,38 @@ class Checkpointer:
             + "; ".join(failures)
             + ". Delete the broken step folders or start a new --workdir."
         )
+
+    def _data_position(self, step: int) -> dict:
+        """This process's saved data-iterator state (``data/process_<i>-of-<n>.json``).
+
+        A checkpoint written by another number of processes still resumes when every saved
+        position is the same (the map-style pipeline's position is the index of the next
+        global batch, the same on every process); positions that differ per process (a
+        WebDataset stream's shards) cannot be re-split and raise.
+        """
+        folder = self.step_path(step) / "data"
+        own = folder / f"process_{jax.process_index()}-of-{jax.process_count()}.json"
+        if own.exists():
+            return json.loads(own.read_text())
+        saved = sorted(folder.glob("process_*-of-*.json"))
+        if not saved:
+            raise FileNotFoundError(f"no data-iterator position in {folder}")
+        positions = {json.dumps(json.loads(f.read_text()), sort_keys=True) for f in saved}
+        if len(positions) > 1:
+            raise CheckpointError(
+                f"The checkpoint {self.step_path(step)} was written by {len(saved)} processes "
+                f"whose data positions differ (a stream split by process); this run has "
+                f"{jax.process_count()}. Resume with {len(saved)} processes, or start a new "
+                "--workdir."
+            )
+        log.info(
+            "Checkpoint %s was written by %d process(es), this run has %d: the data position "
+            "is global, so every process continues from it.",
+            self.step_path(step),
+            len(saved),
+            jax.process_count(),
+        )
+        return json.loads(positions.pop())
 
     def _reject(self, failures: list[str], step: int, reason: str) -> None:
         failures.append(f"step {step}: {reason}")
