@@ -1,14 +1,15 @@
 """One process of ``test_multihost.py``: trains, stops, resumes, samples and evaluates.
 
-Run as ``python multihost_worker.py PROCESS_ID NUM_PROCESSES PORT WORKDIR OUT`` with
+Run as ``python multihost_worker.py SCENARIO PROCESS_ID NUM_PROCESSES PORT WORKDIR OUT`` with
 ``XLA_FLAGS=--xla_force_host_platform_device_count=4`` and ``JAX_PLATFORMS=cpu`` (the test
 sets them). The process joins the job through the trainer's own ``distributed.*`` keys,
 trains `CONFIG_OVERRIDES` for `STOP_AFTER` steps (the checkpoint written then is the last
 one), then runs ``train`` again, which resumes from that checkpoint and finishes: sample
-grid, digits evaluation, ``metrics.json``. Process 0 then writes the final parameters and
+grid, evaluation (SCENARIO ``digits``: the digits classifier metrics; ``fid``: FID of a tiny
+SiT on RGB data), ``metrics.json``. Process 0 then writes the final parameters and
 EMA (gathered from both processes) to ``OUT/final_params.npz``.
 
-The test imports `CONFIG_OVERRIDES` and `final_arrays` for its one-process reference.
+The test imports `scenario` and `final_arrays` for its one-process reference.
 """
 
 from __future__ import annotations
@@ -35,7 +36,49 @@ CONFIG_OVERRIDES = (
     "eval.batch_size=10",
     "logging.progress_bar=False",
 )
+# The FID scenario: a tiny SiT on 16x16 RGB synthetic data, the same FSDP split, scored at the
+# end with the trainer's FID evaluator (a random-weight FID Inception and random reference
+# statistics that the test writes to OUT: `fid_files`).
+FID_CONFIG = ("sit_b2.py", "tiny")
+FID_OVERRIDES = (
+    "model.hidden_size=128",
+    "model.num_heads=2",
+    "data.shape=(16,16,3)",
+    "model.input_size=16",
+    "model.in_channels=3",
+    "train.batch_size=16",
+    "train.num_steps=4",
+    "train.log_every=1",
+    "checkpoint.every_steps=2",
+    "loader.read_threads=0",
+    "sharding.strategy=fsdp",
+    "sharding.data=1",
+    "sharding.fsdp=8",
+    "sampler.num_steps=2",
+    "samples.num_images=8",
+    "eval.name=fid",
+    "eval.num_samples=12",  # 2 batches of 8, the last one padded and trimmed
+    "eval.batch_size=8",
+    "eval.ema=0.9999",
+    "logging.progress_bar=False",
+)
 STOP_AFTER = 2
+
+
+def fid_files(out: str) -> tuple[str, str]:
+    """Paths of the Inception weights and reference statistics of the FID scenario."""
+    return os.path.join(out, "inception.safetensors"), os.path.join(out, "reference.npz")
+
+
+def scenario(name: str, out: str) -> tuple[str, tuple[str, ...]]:
+    """``(config path, overrides)`` of the scenario ``"digits"`` or ``"fid"``."""
+    configs = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "configs")
+    if name == "digits":
+        return os.path.join(configs, "digits.py"), CONFIG_OVERRIDES
+    weights, reference = fid_files(out)
+    path = os.path.join(configs, FID_CONFIG[0]) + ":" + FID_CONFIG[1]
+    files = (f"eval.inception_weights={weights}", f"eval.reference_stats={reference}")
+    return path, (*FID_OVERRIDES, *files)
 
 
 def final_arrays(config, workdir: str) -> tuple[dict, object]:
@@ -67,7 +110,7 @@ def _spans_both_processes(leaf) -> bool:
     return len(slices) > 1 and owners == {0, 1}
 
 
-def main(process_id: int, num_processes: int, port: int, workdir: str, out: str) -> None:
+def main(name: str, process_id: int, num_processes: int, port: int, workdir: str, out: str) -> None:
     import jax
     import numpy as np
 
@@ -80,9 +123,9 @@ def main(process_id: int, num_processes: int, port: int, workdir: str, out: str)
     from nnx_train.multihost import process_batch_rows
     from nnx_train.train import train
 
-    path = os.path.join(os.path.dirname(__file__), os.pardir, "configs", "digits.py")
+    path, base = scenario(name, out)
     overrides = (
-        *CONFIG_OVERRIDES,
+        *base,
         f"distributed.coordinator_address=127.0.0.1:{port}",
         f"distributed.num_processes={num_processes}",
         f"distributed.process_id={process_id}",
@@ -114,4 +157,5 @@ def main(process_id: int, num_processes: int, port: int, workdir: str, out: str)
 
 
 if __name__ == "__main__":
-    main(int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], sys.argv[5])
+    name, numbers, folders = sys.argv[1], sys.argv[2:5], sys.argv[5:7]
+    main(name, *(int(n) for n in numbers), *folders)

@@ -13,13 +13,10 @@ import importlib.util
 import json
 import os
 
-import jax
 import numpy as np
-from flax import nnx
-from safetensors.numpy import save_file
+from fid_testlib import random_inception_file, random_reference_file
 from train_testlib import load
 
-import nnx_fid
 from nnx_train.train import train
 
 TOOL = os.path.join(
@@ -27,28 +24,11 @@ TOOL = os.path.join(
 )
 
 
-def _random_inception_file(path: str) -> None:
-    model = nnx_fid.InceptionV3(rngs=nnx.Rngs(0))
-    params = nnx.state(model, nnx.Param)
-    leaves = jax.tree.leaves(params)
-    keys = jax.random.split(jax.random.key(0), len(leaves))
-    scaled = [
-        jax.random.normal(k, p.shape) * (0.5 / np.sqrt(max(np.prod(p.shape[:-1]), 1)) ** 0.5)
-        for k, p in zip(keys, leaves)
-    ]
-    nnx.update(model, jax.tree.unflatten(jax.tree.structure(params), scaled))
-    save_file(nnx_fid.export_inception_state_dict(model), path)
-
-
 def test_periodic_fid_equals_offline_tool(tmp_path):
     weights = str(tmp_path / "inception.safetensors")
-    _random_inception_file(weights)
-    # Reference statistics: any valid Gaussian (a random PSD covariance) will do here.
-    rng = np.random.default_rng(1)
-    factor = rng.standard_normal((2048, 64)) * 0.05
-    stats = nnx_fid.GaussianStats(mu=rng.standard_normal(2048) * 0.1, sigma=factor @ factor.T)
+    random_inception_file(weights)
     reference = str(tmp_path / "reference.npz")
-    nnx_fid.save_pytorch_fid_npz(reference, stats)
+    random_reference_file(reference)
 
     config = load(
         "sit_b2",
