@@ -78,10 +78,12 @@ class TwoTimeNetwork(Protocol):
 def expand_time(t: Array | float, x: Array) -> Array:
     """Reshapes a scalar or per-sample time so that it broadcasts against ``x``.
 
-    The one time-broadcasting rule of the library (samplers and objectives): the result has
-    ``x.ndim`` dimensions, ``(1, ..., 1)`` for a scalar ``t`` and ``(B, 1, ..., 1)`` for a
-    ``(B,)`` one, so ``coefficient(expand_time(t, x)) * x`` has the shape of ``x``. The
-    dtype (and JAX's weak type of a Python float) is kept.
+    The one time-broadcasting rule of the library (samplers and objectives): a scalar ``t``
+    comes back as it is (0-d, it broadcasts against any ``x``); a ``(B,)`` one comes back as
+    ``(B, 1, ..., 1)`` with ``x.ndim`` dimensions. Either way ``coefficient(expand_time(t, x))
+    * x`` has the shape of ``x``, and the dtype (and JAX's weak type of a Python float) is
+    kept. A scalar is not reshaped because XLA then folds it as a scalar: reshaping it to
+    ``(1, ..., 1)`` changes the last bits of sampled images.
 
     Args:
       t: scalar or ``(B,)``; the same applies to any per-sample scalar (a guidance scale, a
@@ -89,14 +91,14 @@ def expand_time(t: Array | float, x: Array) -> Array:
       x: ``(B, ...)``.
 
     Returns:
-      ``t`` with ``x.ndim`` dimensions.
+      ``t`` unchanged if scalar, else ``t`` reshaped to ``(B, 1, ..., 1)``.
 
     Raises:
       ValueError: ``t`` is neither a scalar nor ``(B,)``.
     """
     t = jnp.asarray(t)
     if t.ndim == 0:
-        return jnp.reshape(t, (1,) * x.ndim)
+        return t
     if t.ndim != 1 or t.shape[0] != x.shape[0]:
         raise ValueError(
             f"time must be a scalar or have shape (batch,) = ({x.shape[0]},); got shape "
