@@ -65,7 +65,7 @@ def test_predictions_from_velocity(mixture, points):
             np.testing.assert_allclose(value, exact, rtol=RTOL, atol=ATOL, err_msg=f"{name} {t}")
 
 
-@pytest.mark.parametrize("path", [ns.LinearPath(), ns.CosinePath()], ids=["linear", "cosine"])
+@pytest.mark.parametrize("path", [ns.LinearPath(), ns.GVPPath()], ids=["linear", "cosine"])
 def test_generic_path_round_trip(path):
     @jax.jit
     def round_trip(x0, eps, t):
@@ -88,7 +88,7 @@ def test_generic_path_round_trip(path):
 
 def test_cosine_path_derivatives_and_log_snr():
     """alpha', sigma' are the derivatives of alpha, sigma; t_from_log_snr inverts lambda."""
-    path = ns.CosinePath()
+    path = ns.GVPPath()
 
     @jax.jit
     def check(t):

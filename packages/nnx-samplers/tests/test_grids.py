@@ -76,7 +76,7 @@ def test_log_snr_grid_is_edm_grid_with_infinite_rho():
 
 
 def test_log_snr_grid_cosine_path():
-    times = np.asarray(ns.LogSNRGrid(4, -2.0, 2.0, path=ns.CosinePath()).times())
+    times = np.asarray(ns.LogSNRGrid(4, -2.0, 2.0, path=ns.GVPPath()).times())
     lambdas = -np.log(np.tan(0.5 * math.pi * times[:-1]))
     np.testing.assert_allclose(lambdas, np.linspace(-2.0, 2.0, 4), atol=1e-5)
 

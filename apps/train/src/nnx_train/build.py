@@ -455,32 +455,21 @@ TIME_NAMES = ("uniform", "logit_normal")
 
 
 def _objective_path(name: str) -> Any:
-    import nnx_objectives as no
-
-    match name:
-        case "linear":
-            return no.LinearPath()
-        case "gvp":
-            return no.GVPPath()
-        case "vp":
-            return no.VPPath()
-        case _:
-            raise _unknown("objective.path", name, PATH_NAMES)
-
-
-def _sampler_path(name: str) -> Any:
+    """The path of ``objective.path``; objectives and samplers share it (nnx_samplers.paths)."""
     import nnx_samplers as sp
 
     match name:
         case "linear":
             return sp.LinearPath()
         case "gvp":
-            return sp.CosinePath()
+            return sp.GVPPath()
+        case "vp":
+            return sp.VPPath()
         case _:
-            raise ConfigError(
-                f"objective.path={name!r} has no sampler path in nnx_samplers (linear, gvp); "
-                "train with path 'linear' or 'gvp' to sample from the model."
-            )
+            raise _unknown("objective.path", name, PATH_NAMES)
+
+
+_sampler_path = _objective_path
 
 
 def _prediction(name: str) -> Any:

@@ -72,21 +72,44 @@ class FixedBuffer(nnx.Variable):
 class MPFourier(nnx.Module):
     """Magnitude-preserving Fourier features of a scalar, ``(B,) -> (B, num_channels)``.
 
+    ``sqrt(2) cos(2 pi (f x + phi))`` with ``f ~ N(0, bandwidth^2)`` and ``phi ~ U(0, 1)``
+    drawn once and kept fixed (``2 pi f`` and ``2 pi phi`` are stored, as EDM2 does; Eq. 75).
+    With random phases every feature has unit mean square. The one implementation used by
+    ``EDM2UNet`` (noise embedding) and ``nnx_objectives.LogVarHead`` (uncertainty head).
+
     Args:
       num_channels: number of features.
       bandwidth: scale of the random frequencies.
-      rngs: draws the fixed frequencies and phases (stream ``params``).
+      rngs: draws the frequencies and then the phases (two keys of stream ``params``).
+      keys: instead of ``rngs``, the two keys ``(key_freqs, key_phases)``.
+      dtype: output dtype; ``None`` keeps the input's (the features are computed in float32).
     """
 
-    def __init__(self, num_channels: int, bandwidth: float = 1.0, *, rngs: nnx.Rngs):
-        self.freqs = FixedBuffer(
-            2 * np.pi * bandwidth * jax.random.normal(rngs.params(), (num_channels,))
-        )
-        self.phases = FixedBuffer(2 * np.pi * jax.random.uniform(rngs.params(), (num_channels,)))
+    def __init__(
+        self,
+        num_channels: int,
+        bandwidth: float = 1.0,
+        *,
+        rngs: nnx.Rngs | None = None,
+        keys: tuple[jax.Array, jax.Array] | None = None,
+        dtype: jnp.dtype | None = None,
+    ):
+        if (rngs is None) == (keys is None):
+            raise ValueError(
+                "MPFourier needs exactly one of rngs= or keys=(key_freqs, key_phases)."
+            )
+        key_freqs, key_phases = keys if keys is not None else (rngs.params(), rngs.params())
+        freqs = 2 * np.pi * bandwidth * jax.random.normal(key_freqs, (num_channels,))
+        phases = 2 * np.pi * jax.random.uniform(key_phases, (num_channels,))
+        self.freqs = FixedBuffer(freqs, logical_axes=(None,))
+        self.phases = FixedBuffer(phases, logical_axes=(None,))
+        self.dtype = dtype
 
     def __call__(self, x: jax.Array) -> jax.Array:
+        """``(B,) -> (B, num_channels)`` in ``dtype`` (default: the dtype of ``x``)."""
+        x = jnp.asarray(x)
         y = x.astype(jnp.float32)[:, None] * self.freqs[...][None] + self.phases[...][None]
-        return (jnp.cos(y) * np.sqrt(2)).astype(x.dtype)
+        return (jnp.cos(y) * np.sqrt(2)).astype(self.dtype or x.dtype)
 
 
 class MPConv(nnx.Module):

@@ -16,12 +16,8 @@ from nnx_objectives.edm import (
     EDMCoefficients,
     EDMObjective,
     EDMPrecond,
-    edm_from_linear,
     edm_loss_weight,
     edm_preconditioning,
-    edm_sigma_from_t,
-    linear_from_edm,
-    t_from_edm_sigma,
 )
 from nnx_objectives.interpolant import InterpolantObjective, mean_over_elements
 from nnx_objectives.meanflow import (
@@ -31,16 +27,6 @@ from nnx_objectives.meanflow import (
     sample_two_times,
 )
 from nnx_objectives.model_jvp import network_jvp
-from nnx_objectives.paths import (
-    GVPPath,
-    LinearPath,
-    Path,
-    VPPath,
-    conditional_velocity,
-    expand_time,
-    interpolate,
-    score_coefficient,
-)
 from nnx_objectives.predictions import (
     NoisePrediction,
     Prediction,
@@ -73,13 +59,25 @@ from nnx_objectives.trigflow import (
     trigflow_state,
 )
 from nnx_objectives.uncertainty import (
-    FixedTable,
     LogVarHead,
-    MPFourier,
     UncertaintyWeighted,
     WithLogVar,
 )
 from nnx_objectives.weightings import LikelihoodWeight, LossWeight, NoWeight, VelocityWeight
+from nnx_samplers import (  # the shared path, time and EDM maths, re-exported
+    GVPPath,
+    LinearPath,
+    Path,
+    VPPath,
+    conditional_velocity,
+    edm_from_linear,
+    edm_sigma_from_t,
+    expand_time,
+    interpolate,
+    linear_from_edm,
+    score_coefficient,
+    t_from_edm_sigma,
+)
 
 __version__ = "0.1.0"
 
@@ -90,7 +88,6 @@ __all__ = [
     "EDMCoefficients",
     "EDMObjective",
     "EDMPrecond",
-    "FixedTable",
     "GVPPath",
     "InterpolantObjective",
     "LikelihoodWeight",
@@ -98,7 +95,6 @@ __all__ = [
     "LogVarHead",
     "LogitNormalTime",
     "LossWeight",
-    "MPFourier",
     "MeanFlowGuidance",
     "MeanFlowObjective",
     "Network",

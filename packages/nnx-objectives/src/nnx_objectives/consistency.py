@@ -54,9 +54,9 @@ from jax import Array
 
 from nnx_objectives.interpolant import mean_over_elements
 from nnx_objectives.model_jvp import network_jvp
-from nnx_objectives.paths import expand_time
 from nnx_objectives.protocols import Network, TimeDistribution
 from nnx_objectives.trigflow import TrigFlowTime, trigflow_angle, trigflow_state
+from nnx_samplers import expand_time
 
 __all__ = ["ConditionalTangent", "ConsistencyObjective", "TangentSource", "TeacherTangent"]
 

@@ -5,8 +5,9 @@ data, 1 = noise) meets it through the linear path ``x_t = (1 - t) x0 + t eps``:
 
     sigma_E = t / (1 - t),   x_E = x_t / (1 - t),   t = sigma_E / (1 + sigma_E).
 
-This module is the one place in the objectives where that conversion is written
-(``nnx_samplers.adapters`` holds the sampling side). Under it, EDM's
+That conversion is written once, in ``nnx_samplers.adapters`` (``edm_sigma_from_t``,
+``t_from_edm_sigma``, ``edm_from_linear``, ``linear_from_edm``), which training and sampling
+share; ``nnx_objectives`` re-exports it. Under it, EDM's
 ``ln sigma_E ~ N(P_mean, P_std^2)`` is ``LogitNormalTime(P_mean, P_std)`` in ``t``.
 
 Preconditioning (EDM Table 1, "Ours"), ``D(x; sigma) = c_skip x + c_out F(c_in x, c_noise)``:
@@ -30,47 +31,16 @@ from flax import nnx
 from jax import Array
 
 from nnx_objectives.interpolant import mean_over_elements
-from nnx_objectives.paths import expand_time
 from nnx_objectives.protocols import Network
+from nnx_samplers import edm_from_linear, expand_time, linear_from_edm
 
 __all__ = [
     "EDMCoefficients",
     "EDMObjective",
     "EDMPrecond",
-    "edm_from_linear",
     "edm_loss_weight",
     "edm_preconditioning",
-    "edm_sigma_from_t",
-    "linear_from_edm",
-    "t_from_edm_sigma",
 ]
-
-
-def edm_sigma_from_t(t: Array) -> Array:
-    """EDM noise level of a linear-path time: ``sigma_E = t / (1 - t)`` (``inf`` at ``t = 1``)."""
-    t = jnp.asarray(t)
-    return t / (1.0 - t)
-
-
-def t_from_edm_sigma(sigma: Array) -> Array:
-    """Linear-path time of an EDM noise level: ``t = sigma_E / (1 + sigma_E)``."""
-    sigma = jnp.asarray(sigma)
-    return sigma / (1.0 + sigma)
-
-
-def edm_from_linear(x_t: Array, t: Array) -> tuple[Array, Array]:
-    """Linear-path state to EDM variables: ``(x_E, sigma_E) = (x_t / (1 - t), t / (1 - t))``.
-
-    Args:
-      x_t: ``(B, ...)`` linear-path state.
-      t: scalar or ``(B,)`` time in [0, 1), 0 = data.
-    """
-    return x_t / (1.0 - expand_time(t, x_t)), edm_sigma_from_t(t)
-
-
-def linear_from_edm(x_edm: Array, sigma: Array) -> tuple[Array, Array]:
-    """EDM variables to the linear path: ``(x_t, t) = (x_E / (1 + sigma_E), sigma_E / (1 + sigma_E))``."""
-    return x_edm / (1.0 + expand_time(sigma, x_edm)), t_from_edm_sigma(sigma)
 
 
 class EDMCoefficients(NamedTuple):

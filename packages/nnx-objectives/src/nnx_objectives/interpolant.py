@@ -21,11 +21,11 @@ import jax
 import jax.numpy as jnp
 from jax import Array
 
-from nnx_objectives.paths import LinearPath, Path, interpolate
 from nnx_objectives.predictions import Prediction, VelocityPrediction
 from nnx_objectives.protocols import Network, TimeDistribution
 from nnx_objectives.time_distributions import UniformTime
 from nnx_objectives.weightings import LossWeight, NoWeight
+from nnx_samplers import LinearPath, Path, interpolate
 
 __all__ = ["InterpolantObjective", "mean_over_elements"]
 

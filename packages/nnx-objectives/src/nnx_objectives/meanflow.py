@@ -45,9 +45,9 @@ from jax import Array
 
 from nnx_objectives.class_dropout import drop_labels
 from nnx_objectives.model_jvp import network_jvp
-from nnx_objectives.paths import expand_time
 from nnx_objectives.protocols import TimeDistribution, TwoTimeNetwork
 from nnx_objectives.time_distributions import LogitNormalTime
+from nnx_samplers import expand_time
 
 __all__ = ["MeanFlowGuidance", "MeanFlowObjective", "meanflow_target", "sample_two_times"]
 

@@ -24,7 +24,7 @@ from typing import Protocol, runtime_checkable
 
 from jax import Array
 
-from nnx_objectives.paths import Path, expand_time
+from nnx_samplers import Path, expand_time
 
 __all__ = [
     "NoisePrediction",

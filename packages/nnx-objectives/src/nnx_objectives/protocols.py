@@ -1,5 +1,8 @@
 """The pluggable kinds that objectives consume: networks, objectives and time distributions.
 
+The network protocols (``Network``, ``TwoTimeNetwork``) are the samplers' own
+(``nnx_samplers.fields``), re-exported here: one definition for training and sampling.
+
 Time convention (library-wide, ``CONVENTIONS.md``): ``t`` in [0, 1], ``t = 0`` is data and
 ``t = 1`` is noise; ``x_t = alpha(t) * x0 + sigma(t) * eps``; velocity ``v = dx_t/dt``.
 Images are NHWC, but every objective here works on any ``(B, ...)`` array.
@@ -11,31 +14,9 @@ from typing import Any, Protocol, runtime_checkable
 
 from jax import Array
 
+from nnx_samplers import Network, TwoTimeNetwork
+
 __all__ = ["Network", "Objective", "TimeDistribution", "TwoTimeNetwork"]
-
-
-@runtime_checkable
-class Network(Protocol):
-    """A network: ``model(x_t, t, y) -> output``.
-
-    ``x_t``: ``(B, ...)`` noisy input; ``t``: ``(B,)`` float time (0 = data, 1 = noise);
-    ``y``: ``(B,)`` int32 labels (the null label of classifier-free guidance is an argument,
-    never a literal). The output is raw: what it means (velocity, noise, score, x0, EDM's
-    ``F``) is decided by the objective's prediction type or by a wrapper.
-    """
-
-    def __call__(self, x_t: Array, t: Array, y: Array) -> Array: ...
-
-
-@runtime_checkable
-class TwoTimeNetwork(Protocol):
-    """A two-time network (MeanFlow): ``model(x_t, r, t, y) -> average velocity``.
-
-    ``0 <= r <= t <= 1``; the average velocity ``u`` moves ``x_t`` to
-    ``x_r = x_t + (r - t) * u``.
-    """
-
-    def __call__(self, x_t: Array, r: Array, t: Array, y: Array) -> Array: ...
 
 
 @runtime_checkable

@@ -34,7 +34,7 @@ from flax import nnx
 from jax import Array
 
 from nnx_objectives.interpolant import InterpolantObjective
-from nnx_objectives.paths import interpolate
+from nnx_samplers import interpolate
 
 __all__ = [
     "REPAModel",

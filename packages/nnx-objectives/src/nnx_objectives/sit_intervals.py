@@ -17,8 +17,8 @@ Use it as ``TimeInterval(UniformTime(), *sit_time_interval(path, prediction))``.
 
 from __future__ import annotations
 
-from nnx_objectives.paths import GVPPath, LinearPath, Path, VPPath
 from nnx_objectives.predictions import Prediction, VelocityPrediction
+from nnx_samplers import GVPPath, LinearPath, Path, VPPath
 
 __all__ = ["sit_default_eps", "sit_time_interval"]
 

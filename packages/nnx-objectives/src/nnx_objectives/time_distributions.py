@@ -10,7 +10,8 @@ Time convention: ``t`` in [0, 1], ``t = 0`` is data, ``t = 1`` is noise.
 * ``ShiftedTime(base, shift)``: the resolution-dependent shift
   ``t' = s t / (1 + (s - 1) t)`` (SD3 Eq. 23 in our convention; RAE), ``s > 1`` moves mass
   towards noise. ``resolution_shift(num_elements)`` gives ``s = sqrt(num_elements / 4096)``.
-  Training and sampling must read ``s`` from one config value.
+  Training and sampling must read ``s`` from one config value; ``shift_time`` is the
+  samplers' own (``nnx_samplers.shift_time``, re-exported), so both apply the same map.
 * ``TimeInterval(base, t_min, t_max)``: ``t' = t_min + (t_max - t_min) t``, SiT's way of
   keeping away from the endpoints (``train_eps``; see ``sit_time_interval``).
 
@@ -28,6 +29,7 @@ from jax import Array
 from jax.scipy.special import ndtri
 
 from nnx_objectives.protocols import TimeDistribution
+from nnx_samplers import shift_time
 
 __all__ = [
     "LogitNormalTime",
@@ -37,20 +39,6 @@ __all__ = [
     "resolution_shift",
     "shift_time",
 ]
-
-
-def shift_time(t: Array, shift: float | Array) -> Array:
-    """Resolution shift ``t' = s t / (1 + (s - 1) t)`` (0 = data, 1 = noise).
-
-    It maps [0, 1] onto itself, fixes both ends, and multiplies the noise-to-signal odds
-    ``t / (1 - t)`` by ``s``: for the linear path, EDM's ``sigma_E`` becomes ``s sigma_E``.
-
-    Args:
-      t: time of any shape.
-      shift: ``s > 0``; 1 is the identity.
-    """
-    t = jnp.asarray(t)
-    return shift * t / (1.0 + (shift - 1.0) * t)
 
 
 def resolution_shift(num_elements: int, *, base_elements: int = 4096) -> float:

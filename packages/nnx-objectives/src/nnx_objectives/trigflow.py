@@ -35,8 +35,8 @@ import jax.numpy as jnp
 from jax import Array
 from jax.scipy.special import ndtri
 
-from nnx_objectives.paths import expand_time
 from nnx_objectives.protocols import Network
+from nnx_samplers import expand_time
 
 __all__ = ["TrigFlowTime", "trigflow_angle", "trigflow_consistency_function", "trigflow_state"]
 

@@ -14,8 +14,9 @@ Time convention: ``t`` in [0, 1], 0 = data, 1 = noise. The head takes our ``t`` 
 ``c_noise = ln(sigma_E) / 4 = logit(t) / 4`` (``sigma_E = t / (1 - t)``), which is EDM2's input
 for EDM objectives and a smooth function of ``t`` for every other one.
 
-Parts: ``MPFourier`` (fixed random features), ``LogVarHead`` (``t -> u``), ``WithLogVar`` (a
-network paired with its head) and ``UncertaintyWeighted`` (the objective wrapper).
+Parts: ``LogVarHead`` (``t -> u``, on ``nnx_nets.MPFourier`` fixed random features),
+``WithLogVar`` (a network paired with its head) and ``UncertaintyWeighted`` (the objective
+wrapper).
 """
 
 from __future__ import annotations
@@ -29,39 +30,10 @@ import jax.numpy as jnp
 from flax import nnx
 from jax import Array
 
+from nnx_nets import MPFourier
 from nnx_objectives.protocols import Objective
 
-__all__ = ["FixedTable", "LogVarHead", "MPFourier", "UncertaintyWeighted", "WithLogVar"]
-
-
-class FixedTable(nnx.Variable):
-    """A fixed array that belongs to a module but is never trained (``nnx.Param`` filters skip it)."""
-
-
-class MPFourier(nnx.Module):
-    """EDM2's magnitude-preserving Fourier features: ``sqrt(2) cos(2 pi (f x + phi))``.
-
-    ``f ~ N(0, bandwidth^2)`` and ``phi ~ U(0, 1)`` are drawn once and kept fixed
-    (``2 pi f`` and ``2 pi phi`` are stored, as EDM2 does). With random phases every feature
-    has unit mean square, so the embedding has unit magnitude.
-
-    Args:
-      num_channels: number of features ``C``.
-      bandwidth: standard deviation of the frequencies.
-      rngs: ``nnx.Rngs`` with a ``params`` stream.
-    """
-
-    def __init__(self, num_channels: int, *, bandwidth: float = 1.0, rngs: nnx.Rngs):
-        key_freqs, key_phases = jax.random.split(rngs.params())
-        freqs = 2.0 * math.pi * bandwidth * jax.random.normal(key_freqs, (num_channels,))
-        phases = 2.0 * math.pi * jax.random.uniform(key_phases, (num_channels,))
-        self.freqs = FixedTable(freqs, logical_axes=(None,))
-        self.phases = FixedTable(phases, logical_axes=(None,))
-
-    def __call__(self, x: Array) -> Array:
-        """``(B,) -> (B, C)`` in float32."""
-        x = jnp.asarray(x, dtype=jnp.float32)
-        return jnp.sqrt(2.0) * jnp.cos(x[:, None] * self.freqs[...] + self.phases[...])
+__all__ = ["LogVarHead", "UncertaintyWeighted", "WithLogVar"]
 
 
 class LogVarHead(nnx.Module):
@@ -78,7 +50,9 @@ class LogVarHead(nnx.Module):
     """
 
     def __init__(self, num_channels: int = 128, *, rngs: nnx.Rngs):
-        self.fourier = MPFourier(num_channels, rngs=rngs)
+        # One key split in two (not two draws of the stream): the tables of earlier releases.
+        key_freqs, key_phases = jax.random.split(rngs.params())
+        self.fourier = MPFourier(num_channels, keys=(key_freqs, key_phases), dtype=jnp.float32)
         weight = jax.random.normal(rngs.params(), (num_channels, 1))
         self.weight = nnx.Param(weight, logical_axes=(None, None))
 

@@ -23,7 +23,7 @@ from typing import Protocol, runtime_checkable
 import jax.numpy as jnp
 from jax import Array
 
-from nnx_objectives.paths import Path, score_coefficient
+from nnx_samplers import Path, score_coefficient
 
 __all__ = ["LikelihoodWeight", "LossWeight", "NoWeight", "VelocityWeight"]
 

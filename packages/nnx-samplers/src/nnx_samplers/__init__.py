@@ -62,7 +62,16 @@ from nnx_samplers.guidance import (
     combine_guidance,
 )
 from nnx_samplers.heun import Heun
-from nnx_samplers.paths import CosinePath, LinearPath, Path, log_snr
+from nnx_samplers.paths import (
+    GVPPath,
+    LinearPath,
+    Path,
+    VPPath,
+    conditional_velocity,
+    interpolate,
+    log_snr,
+    score_coefficient,
+)
 
 __version__ = "0.1.0"
 
@@ -107,7 +116,11 @@ __all__ = [
     # paths and conversions
     "Path",
     "LinearPath",
-    "CosinePath",
+    "GVPPath",
+    "VPPath",
+    "conditional_velocity",
+    "interpolate",
+    "score_coefficient",
     "log_snr",
     "data_from_velocity",
     "noise_from_velocity",

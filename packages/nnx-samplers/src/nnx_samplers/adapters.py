@@ -9,8 +9,8 @@ linear relations for the unknown pair gives every conversion (REFERENCE §3):
 * linear path: ``x0 = x - t v``, ``eps = x + (1 - t) v``, ``score = -(x + (1 - t) v) / t``.
 
 EDM's variables (``x_E = x0 + sigma_E eps``) map to the linear path through
-``sigma_E = t / (1 - t)`` and ``x_E = x_t / (1 - t)``; this is the one place in the sampling
-code where that conversion is written.
+``sigma_E = t / (1 - t)`` and ``x_E = x_t / (1 - t)``; this is the one place in the library
+where that conversion is written (``nnx_objectives`` imports and re-exports it).
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""Protocols for what a sampler consumes, and the time-broadcasting rule they share.
+"""Protocols for the networks and fields that samplers and objectives consume, and the one
+time-broadcasting rule.
 
 Time convention (library-wide, see CONVENTIONS.md): ``t`` in [0, 1], ``t = 0`` is data,
 ``t = 1`` is noise, ``x_t = alpha(t) * x0 + sigma(t) * eps``; a vector field returns the
@@ -52,10 +53,13 @@ class TwoTimeField(Protocol):
 
 @runtime_checkable
 class Network(Protocol):
-    """A class-conditional network ``model(x_t, t, y) -> output``.
+    """A class-conditional network ``model(x_t, t, y) -> output`` (samplers and objectives).
 
-    ``x_t: (B, H, W, C)``, ``t: (B,)`` float, ``y: (B,)`` int32; the output is raw (velocity,
-    noise, x0, ... according to how the model was trained).
+    ``x_t``: ``(B, ...)`` noisy input (images NHWC ``(B, H, W, C)``); ``t``: ``(B,)`` float time
+    (0 = data, 1 = noise); ``y``: ``(B,)`` int32 labels (the null label of classifier-free
+    guidance is an argument, never a literal). The output is raw: what it means (velocity,
+    noise, score, x0, EDM's ``F``) is decided by the objective's prediction type or by a
+    wrapper (an adapter such as :class:`~nnx_samplers.VelocityFromNoise` when sampling).
     """
 
     def __call__(self, x: Array, t: Array, y: Array) -> Any: ...
@@ -63,7 +67,10 @@ class Network(Protocol):
 
 @runtime_checkable
 class TwoTimeNetwork(Protocol):
-    """A two-time network ``model(x_t, r, t, y) -> u`` (MeanFlow)."""
+    """A two-time network (MeanFlow): ``model(x_t, r, t, y) -> average velocity u``.
+
+    ``0 <= r <= t <= 1``; ``u`` moves ``x_t`` to ``x_r = x_t + (r - t) * u``.
+    """
 
     def __call__(self, x: Array, r: Array, t: Array, y: Array) -> Any: ...
 
@@ -71,12 +78,23 @@ class TwoTimeNetwork(Protocol):
 def expand_time(t: Array | float, x: Array) -> Array:
     """Reshapes a scalar or per-sample time so that it broadcasts against ``x``.
 
+    The one time-broadcasting rule of the library (samplers and objectives): a scalar ``t``
+    comes back as it is (0-d, it broadcasts against any ``x``); a ``(B,)`` one comes back as
+    ``(B, 1, ..., 1)`` with ``x.ndim`` dimensions. Either way ``coefficient(expand_time(t, x))
+    * x`` has the shape of ``x``, and the dtype (and JAX's weak type of a Python float) is
+    kept. A scalar is not reshaped because XLA then folds it as a scalar: reshaping it to
+    ``(1, ..., 1)`` changes the last bits of sampled images.
+
     Args:
-      t: scalar or ``(B,)``.
+      t: scalar or ``(B,)``; the same applies to any per-sample scalar (a guidance scale, a
+        noise level, a mask).
       x: ``(B, ...)``.
 
     Returns:
-      ``t`` unchanged if scalar, else ``t`` reshaped to ``(B, 1, ..., 1)`` with ``x.ndim`` dims.
+      ``t`` unchanged if scalar, else ``t`` reshaped to ``(B, 1, ..., 1)``.
+
+    Raises:
+      ValueError: ``t`` is neither a scalar nor ``(B,)``.
     """
     t = jnp.asarray(t)
     if t.ndim == 0:

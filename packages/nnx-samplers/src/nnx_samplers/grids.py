@@ -49,8 +49,12 @@ def _check_num_steps(num_steps: int, name: str) -> None:
         raise ValueError(f"{name}: num_steps must be a positive int, got {num_steps!r}.")
 
 
-def shift_time(t: Array | float, shift: float) -> Array:
-    """Resolution shift ``t' = s t / (1 + (s - 1) t)`` (SD3, RAE; REFERENCE §3.1).
+def shift_time(t: Array | float, shift: float | Array) -> Array:
+    """Resolution shift ``t' = s t / (1 + (s - 1) t)`` (SD3 Eq. 23 in our time; RAE).
+
+    It maps [0, 1] onto itself, fixes both ends, and multiplies the noise-to-signal odds
+    ``t / (1 - t)`` by ``s``: for the linear path, EDM's ``sigma_E`` becomes ``s sigma_E``.
+    The one definition for training-time shifts (``nnx_objectives.ShiftedTime``) and grids.
 
     Args:
       t: times in [0, 1] (0 = data, 1 = noise); any shape.
