@@ -21,6 +21,8 @@ runs the other way, which the objective converts.
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 from flax import nnx
@@ -53,6 +55,37 @@ DIT_DH_PRESETS: dict[str, dict[str, int]] = {
         "patch_size": 1,
     },
 }
+
+
+def _ddt_head(
+    hidden_size: int,
+    head_hidden_size: int,
+    head_depth: int,
+    head_num_heads: int,
+    rngs: nnx.Rngs,
+    *,
+    mlp_ratio: float,
+    dtype: jnp.dtype,
+) -> dict[str, nnx.Module | None]:
+    """The head's modules after the trunk blocks: ``s_projector`` and ``head_blocks``."""
+    projector = None
+    if hidden_size != head_hidden_size:  # else upstream's nn.Identity: no parameters
+        projector = nnx.Linear(
+            hidden_size,
+            head_hidden_size,
+            dtype=dtype,
+            kernel_init=xavier_uniform,
+            kernel_metadata={"logical_axes": (None, "embed")},
+            bias_metadata={"logical_axes": ("embed",)},
+            rngs=rngs,
+        )
+    blocks = [
+        LightningDiTBlock(
+            head_hidden_size, head_num_heads, mlp_ratio=mlp_ratio, dtype=dtype, rngs=rngs
+        )
+        for _ in range(head_depth)
+    ]
+    return {"s_projector": projector, "head_blocks": nnx.List(blocks)}
 
 
 class DiTDH(PatchTransformer):
@@ -107,25 +140,9 @@ class DiTDH(PatchTransformer):
         rngs: nnx.Rngs,
     ) -> None:
         block = dict(mlp_ratio=mlp_ratio, dtype=dtype)
-
-        def head(rngs: nnx.Rngs) -> dict[str, nnx.Module | None]:
-            projector = None
-            if hidden_size != head_hidden_size:  # else upstream's nn.Identity: no parameters
-                projector = nnx.Linear(
-                    hidden_size,
-                    head_hidden_size,
-                    dtype=dtype,
-                    kernel_init=xavier_uniform,
-                    kernel_metadata={"logical_axes": (None, "embed")},
-                    bias_metadata={"logical_axes": ("embed",)},
-                    rngs=rngs,
-                )
-            blocks = [
-                LightningDiTBlock(head_hidden_size, head_num_heads, **block, rngs=rngs)
-                for _ in range(head_depth)
-            ]
-            return {"s_projector": projector, "head_blocks": nnx.List(blocks)}
-
+        head = functools.partial(
+            _ddt_head, hidden_size, head_hidden_size, head_depth, head_num_heads, **block
+        )
         parts = TrunkParts(
             time_embedder=lambda rngs: GaussianFourierEmbedder(hidden_size, dtype=dtype, rngs=rngs),
             block=lambda rngs: LightningDiTBlock(hidden_size, num_heads, **block, rngs=rngs),
