@@ -42,6 +42,7 @@ from nnx_nets.mp_layers import (
     mp_sum,
 )
 from nnx_nets.norms import RMSNorm, layer_norm
+from nnx_nets.patch_transformer import PatchTransformer, TrunkParts, make_time_embedder
 from nnx_nets.rope import apply_rope, axial_rope_tables
 from nnx_nets.sd_vae import SD_VAE_PRESETS, SDVAE, VAEDecoder, VAEEncoder, sd_vae_from_preset
 from nnx_nets.sd_vae_blocks import DiagonalGaussian
@@ -75,16 +76,19 @@ __all__: list[str] = [  # DiT family
     "MeanFlowDiT",
     "Mlp",
     "PatchEmbed",
+    "PatchTransformer",
     "RMSNorm",
     "SelfAttention",
     "SwiGLU",
     "TimestepEmbedder",
+    "TrunkParts",
     "apply_rope",
     "axial_rope_tables",
     "dit_dh_from_preset",
     "dit_from_preset",
     "layer_norm",
     "lightning_dit_from_preset",
+    "make_time_embedder",
     "meanflow_dit_from_preset",
     "modulate",
     "sincos_pos_embed_2d",

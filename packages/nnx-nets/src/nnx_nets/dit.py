@@ -22,17 +22,17 @@ from flax import nnx
 
 from nnx_nets.adaln import AdaLNModulation, modulate
 from nnx_nets.attention import SelfAttention
-from nnx_nets.block_stack import run_blocks
-from nnx_nets.embeddings import (
-    LabelEmbedder,
-    PatchEmbed,
-    TimestepEmbedder,
-    sincos_pos_embed_2d,
-    unpatchify,
-)
 from nnx_nets.initializers import zeros
 from nnx_nets.mlp import Mlp
 from nnx_nets.norms import layer_norm
+from nnx_nets.patch_transformer import (
+    PatchTransformer,
+    TrunkParts,
+    check_inputs,
+    make_time_embedder,
+)
+
+__all__ = ["DIT_PRESETS", "DiT", "DiTBlock", "DiTFinalLayer", "check_inputs", "dit_from_preset"]
 
 _NORM_EPS = 1e-6
 
@@ -52,26 +52,6 @@ DIT_PRESETS: dict[str, dict[str, int]] = {
     }.items()
     for patch in (2, 4, 8)
 }
-
-
-def check_inputs(
-    x: jax.Array, t: jax.Array, y: jax.Array, *, in_channels: int, patch_size: int
-) -> None:
-    """Raise a ValueError that names the fix when ``(x, t, y)`` do not fit a DiT-like network."""
-    if x.ndim != 4 or x.shape[-1] != in_channels:
-        raise ValueError(
-            f"expected an NHWC input (B, H, W, {in_channels}), got shape {x.shape}; "
-            "images and latents are NHWC in this library (transpose NCHW with (0, 2, 3, 1))"
-        )
-    if t.shape != (x.shape[0],) or y.shape != (x.shape[0],):
-        raise ValueError(
-            f"t and y must have shape (B,) = ({x.shape[0]},); got t {t.shape}, y {y.shape}"
-        )
-    if x.shape[1] % patch_size or x.shape[2] % patch_size:
-        raise ValueError(
-            f"input of size {x.shape[1]}x{x.shape[2]} is not divisible by the patch size "
-            f"{patch_size}; crop or pad the input to a multiple of the patch size"
-        )
 
 
 class DiTBlock(nnx.Module):
@@ -150,8 +130,8 @@ class DiTFinalLayer(nnx.Module):
         return self.linear(h).astype(jnp.float32)
 
 
-class DiT(nnx.Module):
-    """Class-conditional Diffusion Transformer (facebookresearch/DiT).
+class DiT(PatchTransformer):
+    """Class-conditional Diffusion Transformer (facebookresearch/DiT) on the shared trunk.
 
     Args:
       input_size: latent height = width the network is built for (32 for 256-px SD-VAE
@@ -174,7 +154,12 @@ class DiT(nnx.Module):
       scan_blocks: run the blocks under one ``jax.lax.scan`` (faster compiles; with
         ``remat`` much less activation memory). Parameters are laid out the same way.
       rngs: initialisation (DiT's ``initialize_weights``: a fresh network outputs 0).
+
+    Call as ``model(x, t, y, return_features=False)``: see `PatchTransformer.__call__`.
     """
+
+    PRESETS = DIT_PRESETS
+    PRESET_FAMILY = "DiT"
 
     def __init__(
         self,
@@ -195,91 +180,35 @@ class DiT(nnx.Module):
         scan_blocks: bool = False,
         rngs: nnx.Rngs,
     ) -> None:
-        if input_size % patch_size:
-            raise ValueError(f"input_size {input_size} is not divisible by patch_size {patch_size}")
-        self.input_size = input_size
-        self.patch_size = patch_size
-        self.in_channels = in_channels
-        self.out_channels = 2 * in_channels if learn_sigma else in_channels
-        self.hidden_size = hidden_size
-        self.num_classes = num_classes
-        self.time_scale = time_scale
-        self.dtype = dtype
-        self.remat = remat
-        self.scan_blocks = scan_blocks
-        self.x_embedder = PatchEmbed(in_channels, hidden_size, patch_size, dtype=dtype, rngs=rngs)
-        self.t_embedder = TimestepEmbedder(
-            hidden_size, freq_shift=time_freq_shift, dtype=dtype, rngs=rngs
+        out_channels = 2 * in_channels if learn_sigma else in_channels
+        parts = TrunkParts(
+            time_embedder=lambda rngs: make_time_embedder(
+                "sinusoidal", hidden_size, freq_shift=time_freq_shift, dtype=dtype, rngs=rngs
+            ),
+            block=lambda rngs: DiTBlock(
+                hidden_size, num_heads, mlp_ratio=mlp_ratio, dtype=dtype, rngs=rngs
+            ),
+            final_layer=lambda rngs: DiTFinalLayer(
+                hidden_size, patch_size * patch_size * out_channels, dtype=dtype, rngs=rngs
+            ),
         )
-        self.y_embedder = LabelEmbedder(num_classes, hidden_size, dtype=dtype, rngs=rngs)
-        self.blocks = nnx.List(
-            [
-                DiTBlock(hidden_size, num_heads, mlp_ratio=mlp_ratio, dtype=dtype, rngs=rngs)
-                for _ in range(depth)
-            ]
+        super().__init__(
+            input_size=input_size,
+            patch_size=patch_size,
+            in_channels=in_channels,
+            out_channels=out_channels,
+            hidden_size=hidden_size,
+            depth=depth,
+            num_classes=num_classes,
+            time_scale=time_scale,
+            dtype=dtype,
+            remat=remat,
+            scan_blocks=scan_blocks,
+            parts=parts,
+            rngs=rngs,
         )
-        self.final_layer = DiTFinalLayer(
-            hidden_size, patch_size * patch_size * self.out_channels, dtype=dtype, rngs=rngs
-        )
-
-    def _check_inputs(self, x: jax.Array, t: jax.Array, y: jax.Array) -> None:
-        check_inputs(x, t, y, in_channels=self.in_channels, patch_size=self.patch_size)
-
-    def embed_time(self, t: jax.Array) -> jax.Array:
-        """``t: (B,)`` in [0, 1] -> ``(B, D)`` (the embedder sees ``t * time_scale``)."""
-        return self.t_embedder(t.astype(jnp.float32) * self.time_scale)
-
-    def forward_tokens(
-        self, x: jax.Array, c: jax.Array, *, return_features: bool = False
-    ) -> tuple[jax.Array, dict[str, jax.Array]]:
-        """Patchify, run the blocks conditioned on ``c: (B, D)``, project and unpatchify."""
-        batch, height, width, _ = x.shape
-        grid = (height // self.patch_size, width // self.patch_size)
-        tokens = self.x_embedder(x.astype(self.dtype)).astype(jnp.float32)
-        tokens = tokens + sincos_pos_embed_2d(self.hidden_size, *grid)[None]
-        tokens, per_block = run_blocks(
-            self.blocks,
-            tokens,
-            c.astype(self.dtype),
-            scan=self.scan_blocks,
-            remat=self.remat,
-            return_features=return_features,
-        )
-        out = unpatchify(self.final_layer(tokens, c.astype(self.dtype)), grid, self.patch_size)
-        features = {f"block_{i + 1}": feat for i, feat in enumerate(per_block)}
-        return out, features
-
-    def __call__(
-        self, x: jax.Array, t: jax.Array, y: jax.Array, *, return_features: bool = False
-    ) -> jax.Array | tuple[jax.Array, dict[str, jax.Array]]:
-        """Predict from a noisy input.
-
-        Args:
-          x: ``(B, H, W, C)`` NHWC noisy latents.
-          t: ``(B,)`` float times in [0, 1] (t = 0 data, t = 1 noise).
-          y: ``(B,)`` int labels in ``[0, num_classes]``; ``num_classes`` is the null label.
-          return_features: also return ``{"block_i": (B, N, D)}``, the token sequence
-            after block i (1-indexed), e.g. for REPA.
-
-        Returns:
-          ``(B, H, W, C_out)`` float32 (``C_out = 2C`` with ``learn_sigma``), and the
-          features dict when ``return_features``.
-        """
-        self._check_inputs(x, t, y)
-        c = self.embed_time(t) + self.y_embedder(y)
-        out, features = self.forward_tokens(x, c, return_features=return_features)
-        return (out, features) if return_features else out
 
 
 def dit_from_preset(name: str, **kwargs) -> DiT:
-    """Build a DiT from a preset name of :data:`DIT_PRESETS` ("DiT-S/2" ... "DiT-XL/8").
-
-    ``kwargs`` are the remaining :class:`DiT` arguments (``input_size``, ``in_channels``,
-    ``rngs``, ...); they may not repeat a preset field.
-    """
-    if name not in DIT_PRESETS:
-        raise ValueError(f"unknown DiT preset {name!r}; valid: {', '.join(DIT_PRESETS)}")
-    clash = set(DIT_PRESETS[name]) & set(kwargs)
-    if clash:
-        raise ValueError(f"preset {name!r} already sets {sorted(clash)}; drop them from kwargs")
-    return DiT(**DIT_PRESETS[name], **kwargs)
+    """Alias of `DiT.from_preset`: a :data:`DIT_PRESETS` name ("DiT-S/2" ... "DiT-XL/8")."""
+    return DiT.from_preset(name, **kwargs)

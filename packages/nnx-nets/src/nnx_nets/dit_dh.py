@@ -21,22 +21,17 @@ runs the other way, which the objective converts.
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 from flax import nnx
 
 from nnx_nets.activation_axes import constrain_tokens
-from nnx_nets.block_stack import run_blocks
-from nnx_nets.dit import check_inputs
-from nnx_nets.embeddings import (
-    GaussianFourierEmbedder,
-    LabelEmbedder,
-    PatchEmbed,
-    sincos_pos_embed_2d,
-    unpatchify,
-)
+from nnx_nets.embeddings import GaussianFourierEmbedder, PatchEmbed, unpatchify
 from nnx_nets.initializers import xavier_uniform
 from nnx_nets.lightning_dit import LightningDiTBlock, LightningFinalLayer
+from nnx_nets.patch_transformer import PatchTransformer, TrunkParts
 from nnx_nets.rope import axial_rope_tables
 
 # RAE configs/stage2/training/ImageNet256/DiTDH-{S,XL}_DINOv2-B.yaml.
@@ -62,8 +57,43 @@ DIT_DH_PRESETS: dict[str, dict[str, int]] = {
 }
 
 
-class DiTDH(nnx.Module):
-    """DiT with a wide DDT head; call as ``model(x, t, y)``.
+def _ddt_head(
+    hidden_size: int,
+    head_hidden_size: int,
+    head_depth: int,
+    head_num_heads: int,
+    rngs: nnx.Rngs,
+    *,
+    mlp_ratio: float,
+    dtype: jnp.dtype,
+) -> dict[str, nnx.Module | None]:
+    """The head's modules after the trunk blocks: ``s_projector`` and ``head_blocks``."""
+    projector = None
+    if hidden_size != head_hidden_size:  # else upstream's nn.Identity: no parameters
+        projector = nnx.Linear(
+            hidden_size,
+            head_hidden_size,
+            dtype=dtype,
+            kernel_init=xavier_uniform,
+            kernel_metadata={"logical_axes": (None, "embed")},
+            bias_metadata={"logical_axes": ("embed",)},
+            rngs=rngs,
+        )
+    blocks = [
+        LightningDiTBlock(
+            head_hidden_size, head_num_heads, mlp_ratio=mlp_ratio, dtype=dtype, rngs=rngs
+        )
+        for _ in range(head_depth)
+    ]
+    return {"s_projector": projector, "head_blocks": nnx.List(blocks)}
+
+
+class DiTDH(PatchTransformer):
+    """DiT with a wide DDT head on the shared trunk; call as ``model(x, t, y)``.
+
+    The trunk's patch embedding is ``s_embedder``; the head (``x_embedder``,
+    ``s_projector``, ``head_blocks``) plugs into the trunk as its extra embedders and head
+    modules, and ``final_layer`` works at the head width.
 
     Args:
       input_size: latent height = width (16 for DINOv2-B RAE latents at 256 px).
@@ -86,6 +116,9 @@ class DiTDH(nnx.Module):
       rngs: initialisation (a fresh network outputs exactly 0).
     """
 
+    PRESETS = DIT_DH_PRESETS
+    PRESET_FAMILY = "DiT-DH"
+
     def __init__(
         self,
         *,
@@ -106,54 +139,44 @@ class DiTDH(nnx.Module):
         scan_blocks: bool = False,
         rngs: nnx.Rngs,
     ) -> None:
-        if input_size % patch_size:
-            raise ValueError(f"input_size {input_size} is not divisible by patch_size {patch_size}")
-        self.input_size = input_size
-        self.patch_size = patch_size
-        self.in_channels = in_channels
-        self.out_channels = in_channels
-        self.hidden_size = hidden_size
+        block = dict(mlp_ratio=mlp_ratio, dtype=dtype)
+        head = functools.partial(
+            _ddt_head, hidden_size, head_hidden_size, head_depth, head_num_heads, **block
+        )
+        parts = TrunkParts(
+            time_embedder=lambda rngs: GaussianFourierEmbedder(hidden_size, dtype=dtype, rngs=rngs),
+            block=lambda rngs: LightningDiTBlock(hidden_size, num_heads, **block, rngs=rngs),
+            final_layer=lambda rngs: LightningFinalLayer(
+                head_hidden_size, patch_size * patch_size * in_channels, dtype=dtype, rngs=rngs
+            ),
+            rope_head_dim=hidden_size // num_heads,
+            token_embedder="s_embedder",
+            extra_embedders=lambda rngs: {
+                "x_embedder": PatchEmbed(
+                    in_channels, head_hidden_size, patch_size, dtype=dtype, rngs=rngs
+                )
+            },
+            head=head,
+        )
+        super().__init__(
+            input_size=input_size,
+            patch_size=patch_size,
+            in_channels=in_channels,
+            out_channels=in_channels,
+            hidden_size=hidden_size,
+            depth=depth,
+            num_classes=num_classes,
+            time_scale=time_scale,
+            dtype=dtype,
+            remat=remat,
+            scan_blocks=scan_blocks,
+            parts=parts,
+            rngs=rngs,
+        )
         self.head_hidden_size = head_hidden_size
         self.head_dim = hidden_size // num_heads
         self.head_head_dim = head_hidden_size // head_num_heads
-        self.num_classes = num_classes
-        self.time_scale = time_scale
-        self.dtype = dtype
-        self.remat = remat
-        self.scan_blocks = scan_blocks
-        self.s_embedder = PatchEmbed(in_channels, hidden_size, patch_size, dtype=dtype, rngs=rngs)
-        self.x_embedder = PatchEmbed(
-            in_channels, head_hidden_size, patch_size, dtype=dtype, rngs=rngs
-        )
-        self.t_embedder = GaussianFourierEmbedder(hidden_size, dtype=dtype, rngs=rngs)
-        self.y_embedder = LabelEmbedder(num_classes, hidden_size, dtype=dtype, rngs=rngs)
-        block = dict(mlp_ratio=mlp_ratio, dtype=dtype, rngs=rngs)
-        self.blocks = nnx.List(
-            [LightningDiTBlock(hidden_size, num_heads, **block) for _ in range(depth)]
-        )
-        if hidden_size != head_hidden_size:
-            self.s_projector = nnx.Linear(
-                hidden_size,
-                head_hidden_size,
-                dtype=dtype,
-                kernel_init=xavier_uniform,
-                kernel_metadata={"logical_axes": (None, "embed")},
-                bias_metadata={"logical_axes": ("embed",)},
-                rngs=rngs,
-            )
-        else:
-            self.s_projector = None
-        self.head_blocks = nnx.List(
-            [
-                LightningDiTBlock(head_hidden_size, head_num_heads, **block)
-                for _ in range(head_depth)
-            ]
-        )
-        self.final_layer = LightningFinalLayer(
-            head_hidden_size, patch_size * patch_size * in_channels, dtype=dtype, rngs=rngs
-        )
-        axial_rope_tables(self.head_dim, 1, 1)  # validates head dims early
-        axial_rope_tables(self.head_head_dim, 1, 1)
+        axial_rope_tables(self.head_head_dim, 1, 1)  # validates the head's head width early
 
     def __call__(
         self, x: jax.Array, t: jax.Array, y: jax.Array, *, return_features: bool = False
@@ -170,27 +193,27 @@ class DiTDH(nnx.Module):
         Returns:
           ``(B, H, W, C)`` float32, and the features dict when asked.
         """
-        check_inputs(x, t, y, in_channels=self.in_channels, patch_size=self.patch_size)
-        _, height, width, _ = x.shape
-        grid = (height // self.patch_size, width // self.patch_size)
-        x = x.astype(self.dtype)
-        t_emb = self.t_embedder(t.astype(jnp.float32) * self.time_scale)
+        self._check_inputs(x, t, y)
+        grid = self.grid(x)
+        t_emb = self.embed_time(t)
         c = jax.nn.silu(t_emb + self.y_embedder(y))
-        run = dict(scan=self.scan_blocks, remat=self.remat, return_features=return_features)
-
-        s = self.s_embedder(x).astype(jnp.float32)
-        s = s + sincos_pos_embed_2d(self.hidden_size, *grid)[None]
-        s, trunk_features = run_blocks(
-            self.blocks, s, c, rope=axial_rope_tables(self.head_dim, *grid), **run
+        s = self.embed_tokens(self.s_embedder, x, grid)
+        s, trunk_features = self.run_stack(
+            self.blocks, s, c, grid, rope_head_dim=self.head_dim, return_features=return_features
         )
         s = jax.nn.silu(t_emb[:, None, :] + s).astype(self.dtype)
         if self.s_projector is not None:
             s = self.s_projector(s)
         s = constrain_tokens(s)  # the head's per-token condition, split like its tokens
 
-        h = self.x_embedder(x).astype(jnp.float32)
-        h, head_features = run_blocks(
-            self.head_blocks, h, s, rope=axial_rope_tables(self.head_head_dim, *grid), **run
+        h = self.embed_tokens(self.x_embedder, x, grid, pos=False)
+        h, head_features = self.run_stack(
+            self.head_blocks,
+            h,
+            s,
+            grid,
+            rope_head_dim=self.head_head_dim,
+            return_features=return_features,
         )
         out = unpatchify(self.final_layer(h, s), grid, self.patch_size)
         if not return_features:
@@ -201,10 +224,5 @@ class DiTDH(nnx.Module):
 
 
 def dit_dh_from_preset(name: str, **kwargs) -> DiTDH:
-    """Build a DiT-DH from :data:`DIT_DH_PRESETS` ("DiTDH-S", "DiTDH-XL")."""
-    if name not in DIT_DH_PRESETS:
-        raise ValueError(f"unknown DiT-DH preset {name!r}; valid: {', '.join(DIT_DH_PRESETS)}")
-    clash = set(DIT_DH_PRESETS[name]) & set(kwargs)
-    if clash:
-        raise ValueError(f"preset {name!r} already sets {sorted(clash)}; drop them from kwargs")
-    return DiTDH(**DIT_DH_PRESETS[name], **kwargs)
+    """Alias of `DiTDH.from_preset`: a :data:`DIT_DH_PRESETS` name ("DiTDH-S", "DiTDH-XL")."""
+    return DiTDH.from_preset(name, **kwargs)

@@ -19,30 +19,31 @@ is DiT's sinusoidal one (hustvl checkpoints) or RAE's Gaussian-Fourier one.
 
 from __future__ import annotations
 
-from typing import Literal
-
 import jax
 import jax.numpy as jnp
 from flax import nnx
 
 from nnx_nets.adaln import AdaLNModulation, modulate
 from nnx_nets.attention import SelfAttention
-from nnx_nets.block_stack import run_blocks
-from nnx_nets.dit import check_inputs
-from nnx_nets.embeddings import (
-    GaussianFourierEmbedder,
-    LabelEmbedder,
-    PatchEmbed,
-    TimestepEmbedder,
-    sincos_pos_embed_2d,
-    unpatchify,
-)
 from nnx_nets.initializers import zeros
 from nnx_nets.mlp import SwiGLU, swiglu_hidden_size
 from nnx_nets.norms import RMSNorm
-from nnx_nets.rope import axial_rope_tables
+from nnx_nets.patch_transformer import (
+    PatchTransformer,
+    TimeEmbedding,
+    TrunkParts,
+    make_time_embedder,
+)
 
-TimeEmbedding = Literal["sinusoidal", "gaussian_fourier"]
+__all__ = [
+    "LIGHTNING_DIT_PRESETS",
+    "LightningDiT",
+    "LightningDiTBlock",
+    "LightningFinalLayer",
+    "TimeEmbedding",
+    "lightning_dit_from_preset",
+    "make_time_embedder",
+]
 
 # name -> (hidden_size, depth, num_heads, patch_size); hustvl/LightningDiT models/lightningdit.py.
 LIGHTNING_DIT_PRESETS: dict[str, dict[str, int]] = {
@@ -59,22 +60,6 @@ LIGHTNING_DIT_PRESETS: dict[str, dict[str, int]] = {
         "LightningDiT-1p6B/2": (1792, 28, 28, 2),
     }.items()
 }
-
-
-def make_time_embedder(
-    kind: TimeEmbedding, hidden_size: int, *, dtype: jnp.dtype, rngs: nnx.Rngs
-) -> TimestepEmbedder | GaussianFourierEmbedder:
-    """The time embedder named ``kind``: "sinusoidal" (DiT, 256 features) or
-    "gaussian_fourier" (RAE, 2 x 256 random Fourier features)."""
-    match kind:
-        case "sinusoidal":
-            return TimestepEmbedder(hidden_size, dtype=dtype, rngs=rngs)
-        case "gaussian_fourier":
-            return GaussianFourierEmbedder(hidden_size, dtype=dtype, rngs=rngs)
-        case _:
-            raise ValueError(
-                f"unknown time_embedding {kind!r}; valid: 'sinusoidal', 'gaussian_fourier'"
-            )
 
 
 class LightningDiTBlock(nnx.Module):
@@ -154,8 +139,8 @@ class LightningFinalLayer(nnx.Module):
         return self.linear(h).astype(jnp.float32)
 
 
-class LightningDiT(nnx.Module):
-    """Class-conditional LightningDiT; call as ``model(x, t, y)`` like :class:`~nnx_nets.DiT`.
+class LightningDiT(PatchTransformer):
+    """Class-conditional LightningDiT on the shared trunk; call as ``model(x, t, y)``.
 
     Args:
       input_size: latent height = width (16 for 256-px images through VA-VAE f16).
@@ -176,7 +161,12 @@ class LightningDiT(nnx.Module):
       remat: rematerialise block activations in the backward pass.
       scan_blocks: run the blocks under one ``jax.lax.scan``.
       rngs: initialisation (a fresh network outputs exactly 0).
+
+    Call as ``model(x, t, y, return_features=False)``: see `PatchTransformer.__call__`.
     """
+
+    PRESETS = LIGHTNING_DIT_PRESETS
+    PRESET_FAMILY = "LightningDiT"
 
     def __init__(
         self,
@@ -199,83 +189,44 @@ class LightningDiT(nnx.Module):
         scan_blocks: bool = False,
         rngs: nnx.Rngs,
     ) -> None:
-        if input_size % patch_size:
-            raise ValueError(f"input_size {input_size} is not divisible by patch_size {patch_size}")
-        self.input_size = input_size
-        self.patch_size = patch_size
-        self.in_channels = in_channels
-        self.out_channels = 2 * in_channels if learn_sigma else in_channels
-        self.hidden_size = hidden_size
-        self.head_dim = hidden_size // num_heads
-        self.num_classes = num_classes
-        self.time_scale = time_scale
-        self.dtype = dtype
-        self.remat = remat
-        self.scan_blocks = scan_blocks
-        self.x_embedder = PatchEmbed(in_channels, hidden_size, patch_size, dtype=dtype, rngs=rngs)
-        self.t_embedder = make_time_embedder(time_embedding, hidden_size, dtype=dtype, rngs=rngs)
-        self.y_embedder = LabelEmbedder(num_classes, hidden_size, dtype=dtype, rngs=rngs)
-        self.blocks = nnx.List(
-            [
-                LightningDiTBlock(
-                    hidden_size,
-                    num_heads,
-                    mlp_ratio=mlp_ratio,
-                    qk_norm=qk_norm,
-                    adaln_shift=adaln_shift,
-                    dtype=dtype,
-                    rngs=rngs,
-                )
-                for _ in range(depth)
-            ]
+        out_channels = 2 * in_channels if learn_sigma else in_channels
+        head_dim = hidden_size // num_heads
+        parts = TrunkParts(
+            time_embedder=lambda rngs: make_time_embedder(
+                time_embedding, hidden_size, dtype=dtype, rngs=rngs
+            ),
+            block=lambda rngs: LightningDiTBlock(
+                hidden_size,
+                num_heads,
+                mlp_ratio=mlp_ratio,
+                qk_norm=qk_norm,
+                adaln_shift=adaln_shift,
+                dtype=dtype,
+                rngs=rngs,
+            ),
+            final_layer=lambda rngs: LightningFinalLayer(
+                hidden_size, patch_size * patch_size * out_channels, dtype=dtype, rngs=rngs
+            ),
+            rope_head_dim=head_dim,
         )
-        self.final_layer = LightningFinalLayer(
-            hidden_size, patch_size * patch_size * self.out_channels, dtype=dtype, rngs=rngs
+        super().__init__(
+            input_size=input_size,
+            patch_size=patch_size,
+            in_channels=in_channels,
+            out_channels=out_channels,
+            hidden_size=hidden_size,
+            depth=depth,
+            num_classes=num_classes,
+            time_scale=time_scale,
+            dtype=dtype,
+            remat=remat,
+            scan_blocks=scan_blocks,
+            parts=parts,
+            rngs=rngs,
         )
-        axial_rope_tables(self.head_dim, 1, 1)  # validates head_dim early
-
-    def __call__(
-        self, x: jax.Array, t: jax.Array, y: jax.Array, *, return_features: bool = False
-    ) -> jax.Array | tuple[jax.Array, dict[str, jax.Array]]:
-        """Predict from a noisy input.
-
-        Args:
-          x: ``(B, H, W, C)`` NHWC noisy latents.
-          t: ``(B,)`` float times in [0, 1] (t = 0 data, t = 1 noise).
-          y: ``(B,)`` int labels in ``[0, num_classes]``.
-          return_features: also return ``{"block_i": (B, N, D)}`` (1-indexed).
-
-        Returns:
-          ``(B, H, W, C_out)`` float32, and the features dict when asked.
-        """
-        check_inputs(x, t, y, in_channels=self.in_channels, patch_size=self.patch_size)
-        _, height, width, _ = x.shape
-        grid = (height // self.patch_size, width // self.patch_size)
-        tokens = self.x_embedder(x.astype(self.dtype)).astype(jnp.float32)
-        tokens = tokens + sincos_pos_embed_2d(self.hidden_size, *grid)[None]
-        c = self.t_embedder(t.astype(jnp.float32) * self.time_scale) + self.y_embedder(y)
-        tokens, per_block = run_blocks(
-            self.blocks,
-            tokens,
-            c,
-            rope=axial_rope_tables(self.head_dim, *grid),
-            scan=self.scan_blocks,
-            remat=self.remat,
-            return_features=return_features,
-        )
-        out = unpatchify(self.final_layer(tokens, c), grid, self.patch_size)
-        if not return_features:
-            return out
-        return out, {f"block_{i + 1}": feat for i, feat in enumerate(per_block)}
+        self.head_dim = head_dim
 
 
 def lightning_dit_from_preset(name: str, **kwargs) -> LightningDiT:
-    """Build a LightningDiT from :data:`LIGHTNING_DIT_PRESETS` ("LightningDiT-XL/1", ...)."""
-    if name not in LIGHTNING_DIT_PRESETS:
-        raise ValueError(
-            f"unknown LightningDiT preset {name!r}; valid: {', '.join(LIGHTNING_DIT_PRESETS)}"
-        )
-    clash = set(LIGHTNING_DIT_PRESETS[name]) & set(kwargs)
-    if clash:
-        raise ValueError(f"preset {name!r} already sets {sorted(clash)}; drop them from kwargs")
-    return LightningDiT(**LIGHTNING_DIT_PRESETS[name], **kwargs)
+    """Alias of `LightningDiT.from_preset`: a :data:`LIGHTNING_DIT_PRESETS` name."""
+    return LightningDiT.from_preset(name, **kwargs)

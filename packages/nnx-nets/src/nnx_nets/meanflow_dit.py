@@ -16,14 +16,15 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from nnx_nets.dit import DIT_PRESETS, DiT
+from nnx_nets.dit import DiT
 from nnx_nets.embeddings import TimestepEmbedder
 
 
 class MeanFlowDiT(DiT):
     """DiT with the extra ``dt_embedder`` of MeanFlow; call as ``model(x, r, t, y)``.
 
-    Takes exactly the arguments of :class:`DiT`. Parameter paths are DiT's plus
+    Takes exactly the arguments of :class:`DiT` (and its presets, :data:`DIT_PRESETS`,
+    through ``MeanFlowDiT.from_preset``). Parameter paths are DiT's plus
     ``dt_embedder.linear_{1,2}``, so DiT weights load into it with a DiT spec plus the
     two ``dt_embedder`` layers.
     """
@@ -99,10 +100,5 @@ class MeanFlowDiT(DiT):
 
 
 def meanflow_dit_from_preset(name: str, **kwargs) -> MeanFlowDiT:
-    """Build a MeanFlowDiT on a DiT preset ("DiT-B/2", ...; :data:`DIT_PRESETS`)."""
-    if name not in DIT_PRESETS:
-        raise ValueError(f"unknown DiT preset {name!r}; valid: {', '.join(DIT_PRESETS)}")
-    clash = set(DIT_PRESETS[name]) & set(kwargs)
-    if clash:
-        raise ValueError(f"preset {name!r} already sets {sorted(clash)}; drop them from kwargs")
-    return MeanFlowDiT(**DIT_PRESETS[name], **kwargs)
+    """Alias of `MeanFlowDiT.from_preset`: a DiT preset name ("DiT-B/2", ...; :data:`DIT_PRESETS`)."""
+    return MeanFlowDiT.from_preset(name, **kwargs)
