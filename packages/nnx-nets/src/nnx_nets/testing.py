@@ -273,7 +273,8 @@ def tiny_model(
     Args:
       name: a key of :data:`TINY_PRESETS` (``"dit"``, ``"lightning_dit"``, ``"meanflow_dit"``,
         ``"dit_dh"``, ``"edm2_unet"``, ``"sd_vae"``, ``"rae_decoder"``, ``"dinov2"``).
-      seed, scale: as :func:`random_model`.
+      seed: numpy generator seed, as :func:`random_model`.
+      scale: weight scale, as :func:`random_model`.
       **overrides: constructor arguments that replace or extend the preset's.
     """
     if name not in TINY_PRESETS:
