@@ -10,17 +10,20 @@ The programs differ only in structure, so XLA may reorder float32 sums (measured
 
 from __future__ import annotations
 
+import importlib.util
 import pathlib
-import sys
 
 import jax
 import numpy as np
 import pytest
 from flax import nnx
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "tools" / "bench"))
-
-import dit_steps  # noqa: E402
+# tools/bench is a folder of scripts, not a package: load the one this test needs by path.
+_spec = importlib.util.spec_from_file_location(
+    "dit_steps", pathlib.Path(__file__).resolve().parents[1] / "tools" / "bench" / "dit_steps.py"
+)
+dit_steps = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(dit_steps)
 
 TOLERANCE = 1e-6
 

@@ -1,4 +1,4 @@
-"""The fake-device set-up of the root conftest reaches JAX."""
+"""The root conftest's fake-device set-up (nnx_nets.testing) reaches JAX."""
 
 import jax
 

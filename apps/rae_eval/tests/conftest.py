@@ -1,15 +1,20 @@
-"""Shared fixtures of the rae_eval tests."""
+"""Shared fixtures of the rae_eval tests; 8 fake CPU devices and cheap compiles
+(``nnx_nets.testing``), so that the suite passes alone."""
 
 import importlib.util
 import os
 import pathlib
 
 # OpenBLAS threads spinning against XLA (and other test processes) on 2 cores made one
-# 2048 x 2048 eigh (each Frechet distance has two) 6x slower; effective when this suite runs
-# alone, since numpy reads it at import.
+# 2048 x 2048 eigh (each Frechet distance has two) 6x slower; numpy reads it at its first
+# import (next import).
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
-import pytest
+from nnx_nets.testing import configure_cpu_tests  # noqa: E402
+
+configure_cpu_tests()
+
+import pytest  # noqa: E402
 
 CONFIGS = pathlib.Path(__file__).resolve().parents[1] / "configs"
 

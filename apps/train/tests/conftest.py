@@ -1,6 +1,16 @@
-"""Puts this folder on sys.path so that tests import ``train_testlib`` by name."""
+"""The trainer's suite: 8 fake CPU devices, cheap compiles, quiet threads, no wandb uploads.
 
-import sys
-from pathlib import Path
+``train_testlib`` and ``readers_testlib`` are importable because the pytest configuration
+(this app's ``pyproject.toml``, and the root's) lists this folder in ``pythonpath``.
+"""
 
-sys.path.insert(0, str(Path(__file__).parent))
+import os
+
+# numpy reads it at its first import (next import): FID's eigh on one BLAS thread.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+os.environ.setdefault("WANDB_MODE", "disabled")
+os.environ.setdefault("EPATH_USE_TF", "false")  # orbax's paths: never probe for TensorFlow
+
+from nnx_nets.testing import configure_cpu_tests  # noqa: E402
+
+configure_cpu_tests()

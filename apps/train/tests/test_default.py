@@ -15,7 +15,7 @@ from nnx_train.cli import main
 
 def test_default_runs_end_to_end(tmp_path, capsys, monkeypatch):
     secret = "wandb-secret-0123456789abcdef"
-    monkeypatch.setenv("WANDB_API_KEY", secret)  # the root conftest keeps WANDB_MODE=disabled
+    monkeypatch.setenv("WANDB_API_KEY", secret)  # the conftest keeps WANDB_MODE=disabled
     status = main(
         [
             "train",

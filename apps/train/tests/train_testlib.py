@@ -1,5 +1,5 @@
-"""Helpers shared by the trainer's tests (imported by name: conftest puts this folder on
-sys.path)."""
+"""Helpers shared by the trainer's tests (imported by name: this folder is in pytest's
+``pythonpath``)."""
 
 import os
 

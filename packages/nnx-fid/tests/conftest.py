@@ -5,17 +5,28 @@ aux_logits=False)``, swaps in its ``FIDInceptionA/C/E_1/E_2`` blocks and downloa
 The fixture does the same construction and fills every tensor with seeded random values instead:
 He-scaled conv weights, BN scale in [0.5, 1.5], BN bias, running mean and running variance all
 non-trivial, so that a wrong layout, pooling or epsilon changes the features.
+
+The suite runs on fake CPU devices with cheap compiles (``nnx_nets.testing``).
 """
 
 from __future__ import annotations
 
 import math
+import os
 
-import numpy as np
-import pytest
-import torch
-import torchvision
-from pytorch_fid import inception as pytorch_fid_inception
+# numpy reads it at its first import (next line): one BLAS thread, since a threaded eigh (two
+# per Frechet distance) costs several times more CPU on two busy cores.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+from nnx_nets.testing import configure_cpu_tests  # noqa: E402
+
+configure_cpu_tests()
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+import torchvision  # noqa: E402
+from pytorch_fid import inception as pytorch_fid_inception  # noqa: E402
 
 torch.set_num_threads(1)
 

@@ -1,6 +1,5 @@
-"""Puts this folder on sys.path so that tests import ``nets_testlib`` by name."""
+"""nnx-nets' suite: 8 fake CPU devices and cheap compiles (``nnx_nets.testing``)."""
 
-import sys
-from pathlib import Path
+from nnx_nets.testing import configure_cpu_tests
 
-sys.path.insert(0, str(Path(__file__).parent))
+configure_cpu_tests()

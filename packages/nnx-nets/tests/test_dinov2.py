@@ -11,10 +11,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 from flax import nnx
-from nets_testlib import random_model
 
 from nnx_nets.dinov2 import DINOV2_PRESETS, DINOv2, DINOv2Block, dinov2_from_preset
 from nnx_nets.dinov2_pos_embed import resize_matrix, resize_pos_grid
+from nnx_nets.testing import random_model
 
 torch.set_num_threads(1)
 

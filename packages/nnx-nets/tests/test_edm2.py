@@ -9,7 +9,6 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax import nnx
-from nets_testlib import random_model
 
 from nnx_nets import EDM2_PRESETS, EDM2Block, EDM2UNet, edm2_unet_from_preset
 from nnx_nets.mp_layers import (
@@ -22,6 +21,7 @@ from nnx_nets.mp_layers import (
     mp_sum,
     normalize,
 )
+from nnx_nets.testing import random_model
 
 
 def _count(module) -> int:

@@ -13,9 +13,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
-from nets_testlib import random_model
 
 from nnx_nets import SDVAE, EDM2UNet, RAEDecoder
+from nnx_nets.testing import random_model
 
 LOSS_RTOL = 1e-6
 

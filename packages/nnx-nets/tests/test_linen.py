@@ -42,9 +42,10 @@ from nnx_nets import (
 )
 
 _RNG = np.random.default_rng(0)
-# Compilation is most of this file's time: the root conftest's XLA_FLAGS give every program
-# cheap XLA:CPU code generation (only the flags the installed XLA knows). Both forms compile
-# under the same flags, so the comparisons are between identical compilers.
+# Compilation is most of this file's time: the suite's XLA_FLAGS (set by the conftest through
+# nnx_nets.testing.configure_cpu_tests) give every program cheap XLA:CPU code generation (only
+# the flags the installed XLA knows). Both forms compile under the same flags, so the
+# comparisons are between identical compilers.
 _TRUNK = dict(patch_size=2, in_channels=3, hidden_size=32, num_heads=2, num_classes=5)
 
 

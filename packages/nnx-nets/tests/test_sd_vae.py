@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import torch
 from flax import nnx
-from nets_testlib import random_model
 
 from nnx_nets import SDVAE, DiagonalGaussian, sd_vae_from_preset
 from nnx_nets.sd_vae_blocks import vae_conv
+from nnx_nets.testing import random_model
 
 torch.set_num_threads(1)
 

@@ -17,6 +17,9 @@ Keys: tests draw PRNG keys with ``impl="rbg"``. The objectives accept any key; o
 threefry key costs ~2 s of extra compile time per objective (measured: 2.8 s vs 1.1 s for one
 normal + bernoulli + split), which would dominate this suite.
 
+The suite runs on fake CPU devices with cheap compiles (``nnx_nets.testing``, a test-only
+import: nnx-objectives itself does not depend on nnx-nets).
+
 Networks (tests use numpy only here and in assertions; the library uses jax.numpy):
 ``TinyNet`` (``(x, t, y)`` or ``(x, r, t, y)``), ``TinyBackbone`` (returns REPA features) and
 ``TinyEncoder`` (a frozen stand-in for DINOv2).
@@ -28,11 +31,15 @@ import functools
 import math
 from types import ModuleType
 
-import jax
-import jax.numpy as jnp
-import numpy as np
-import pytest
-from flax import nnx
+from nnx_nets.testing import configure_cpu_tests, random_model
+
+configure_cpu_tests()
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+from flax import nnx  # noqa: E402
 
 
 def numpy_path_coefficients(name: str, t: np.ndarray):
@@ -226,29 +233,6 @@ class TinyEncoder(nnx.Module):
         return jnp.tanh(self.proj(tokens))
 
 
-def build_module(factory, seed: int = 0):
-    """Build an NNX module with random non-zero float parameters drawn by numpy.
-
-    ``nnx.eval_shape`` gives the structure without running initialisers (eager construction
-    compiles every initialiser op separately, seconds of CPU per tiny network); matrices get
-    ``N(0, 1 / fan_in)``, vectors ``N(0, 0.3^2)``, RNG keys random key data, counters zero.
-    """
-    graphdef, state = nnx.split(nnx.eval_shape(factory))
-    rng = np.random.default_rng(seed)
-
-    def fill(leaf):
-        if jnp.issubdtype(leaf.dtype, jax.dtypes.prng_key):
-            # "rbg" keys: XLA's RngBitGenerator compiles far faster on CPU than threefry.
-            data = rng.integers(0, 2**32 - 1, leaf.shape + (4,), dtype=np.uint32)
-            return jax.random.wrap_key_data(data, impl="rbg")
-        if jnp.issubdtype(leaf.dtype, jnp.floating):
-            scale = 1 / math.sqrt(leaf.shape[0]) if len(leaf.shape) == 2 else 0.3
-            return jnp.asarray(rng.standard_normal(leaf.shape) * scale, leaf.dtype)
-        return jnp.zeros(leaf.shape, leaf.dtype)
-
-    return nnx.merge(graphdef, jax.tree.map(fill, state))
-
-
 @pytest.fixture(scope="session")
 def jit():
     """``jax.jit`` at XLA optimisation level 0.
@@ -262,8 +246,12 @@ def jit():
 
 @pytest.fixture(scope="session")
 def build():
-    """``build(factory, seed)``: a module with numpy-drawn parameters (see ``build_module``)."""
-    return build_module
+    """``build(factory, seed)``: ``factory()`` with numpy-drawn parameters, no initialiser run.
+
+    ``nnx_nets.testing.random_model`` with ``scale="fan_in"``: matrices ``N(0, 1 / fan_in)``,
+    vectors ``N(0, 0.3^2)``, RNG keys random ``"rbg"`` key data, counters zero.
+    """
+    return functools.partial(random_model, scale="fan_in")
 
 
 @pytest.fixture(scope="session")

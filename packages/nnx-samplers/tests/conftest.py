@@ -1,10 +1,18 @@
-"""Closed-form fixtures for the nnx-samplers suite: a Gaussian mixture with its exact velocity."""
+"""Closed-form fixtures for the nnx-samplers suite: a Gaussian mixture with its exact velocity.
+
+The suite runs on fake CPU devices with cheap compiles (``nnx_nets.testing``, a test-only
+import: nnx-samplers itself does not depend on nnx-nets).
+"""
 
 from __future__ import annotations
 
-import jax
-import jax.numpy as jnp
-import pytest
+from nnx_nets.testing import configure_cpu_tests
+
+configure_cpu_tests()
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import pytest  # noqa: E402
 
 
 class GaussianMixture:

@@ -1,5 +1,10 @@
 """Fixtures shared by nnx-sharding's tests: one initial state, one batch, one step per strategy.
 
+The suite runs on 8 fake CPU devices with cheap compiles (``nnx_nets.testing``), set here so
+that it passes alone (``cd packages/nnx-sharding && uv run --group test pytest``).
+``sharding_tiny_dit`` is importable because the pytest configuration (this package's
+``pyproject.toml``, and the root's) lists this folder in ``pythonpath``.
+
 Compiling is the expensive part on CPU, so each program (initialiser, reference step, one
 sharded step per strategy) is compiled once per session and its results are reused.
 """
@@ -7,16 +12,18 @@ sharded step per strategy) is compiled once per session and its results are reus
 from __future__ import annotations
 
 import functools
-import sys
-from pathlib import Path
+import os
 
-import jax
-import pytest
-from flax import nnx
+os.environ.setdefault("EPATH_USE_TF", "false")  # orbax's paths: never probe for TensorFlow
 
-sys.path.insert(0, str(Path(__file__).parent))
+from nnx_nets.testing import configure_cpu_tests  # noqa: E402
 
+configure_cpu_tests()
+
+import jax  # noqa: E402
+import pytest  # noqa: E402
 import sharding_tiny_dit as tiny  # noqa: E402
+from flax import nnx  # noqa: E402
 
 import nnx_sharding as ns  # noqa: E402
 
@@ -24,7 +31,7 @@ import nnx_sharding as ns  # noqa: E402
 @pytest.fixture(scope="session")
 def eight_devices() -> list[jax.Device]:
     devices = jax.devices()
-    assert len(devices) == 8, "the root conftest must give 8 fake CPU devices"
+    assert len(devices) == 8, "configure_cpu_tests (above) gives 8 fake CPU devices"
     return devices
 
 

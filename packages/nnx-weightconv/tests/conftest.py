@@ -1,13 +1,20 @@
 """Shared by the nnx-weightconv tests: ``tools/convert_checkpoint.py`` loaded as a module
-(fixture ``tool``), and this folder on sys.path for ``weightconv_testlib``."""
+(fixture ``tool``), 8 fake CPU devices and cheap compiles (``nnx_nets.testing``).
+
+``weightconv_testlib`` is importable because the pytest configuration (this package's
+``pyproject.toml``, and the root's) lists this folder in ``pythonpath``."""
 
 import importlib.util
-import sys
+import os
 from pathlib import Path
 
-import pytest
+os.environ.setdefault("EPATH_USE_TF", "false")  # orbax's paths: never probe for TensorFlow
 
-sys.path.insert(0, str(Path(__file__).parent))
+from nnx_nets.testing import configure_cpu_tests  # noqa: E402
+
+configure_cpu_tests()
+
+import pytest  # noqa: E402
 
 TOOL = Path(__file__).resolve().parents[3] / "tools" / "convert_checkpoint.py"
 

@@ -1,6 +1,5 @@
 """tools/convert_checkpoint.py: .pt / .safetensors -> orbax, and key reports by name."""
 
-import jax.numpy as jnp
 import numpy as np
 import pytest
 import safetensors.numpy
@@ -8,6 +7,7 @@ import torch
 from flax import nnx
 
 from nnx_nets import DiT, DiTDH
+from nnx_nets.testing import random_model
 from nnx_weightconv import export_state_dict, restore_orbax
 from nnx_weightconv.specs.dit import dit_rules
 from nnx_weightconv.specs.dit_dh import dit_dh_rules
@@ -45,12 +45,9 @@ DIT_FLAGS = [
 ]
 
 
-def random_model(cls, seed, **kwargs):
-    model = nnx.eval_shape(lambda: cls(**kwargs, rngs=nnx.Rngs(0)))
-    rng = np.random.default_rng(seed)
-    for _, var in nnx.state(model, nnx.Param).flat_state():
-        var.set_value(jnp.asarray(rng.standard_normal(var.get_value().shape), jnp.float32))
-    return model
+def random_source(cls, seed, **kwargs):
+    """``cls(**kwargs)`` with ``N(0, 1)`` weights: the network a conversion starts from."""
+    return random_model(lambda: cls(**kwargs, rngs=nnx.Rngs(0)), seed, scale=1.0)
 
 
 def assert_same_params(a, b):
@@ -62,7 +59,7 @@ def assert_same_params(a, b):
 
 
 def test_safetensors_to_orbax(tool, tmp_path, capsys):
-    source = random_model(DiT, seed=0, **DIT)
+    source = random_source(DiT, seed=0, **DIT)
     state_dict = export_state_dict(source, dit_rules(source))
     state_dict["pos_embed"] = np.zeros((1, 16, 32), np.float32)  # fixed table: ignored
     path = tmp_path / "dit.safetensors"
@@ -88,7 +85,7 @@ def test_pt_with_ema_subkey_and_preset_sizes(tool, tmp_path):
         head_num_heads=2,
         num_classes=5,
     )
-    source = random_model(DiTDH, seed=1, **kwargs)
+    source = random_source(DiTDH, seed=1, **kwargs)
     weights = {
         k: torch.from_numpy(np.ascontiguousarray(v))
         for k, v in export_state_dict(source, dit_dh_rules(source)).items()
@@ -128,7 +125,7 @@ def test_pt_with_ema_subkey_and_preset_sizes(tool, tmp_path):
 
 
 def test_bad_checkpoint_is_reported_by_key_and_nothing_written(tool, tmp_path, capsys):
-    source = random_model(DiT, seed=2, **DIT)
+    source = random_source(DiT, seed=2, **DIT)
     state_dict = export_state_dict(source, dit_rules(source))
     del state_dict["blocks.1.adaLN_modulation.1.bias"]
     state_dict["blocks.0.mlp.fc1.weight"] = state_dict["blocks.0.mlp.fc1.weight"][:, :8]

@@ -14,6 +14,7 @@ import torch
 from flax import nnx
 
 from nnx_nets import EDM2UNet, MeanFlowDiT
+from nnx_nets.testing import random_model
 from nnx_weightconv import (
     ConversionError,
     dit_buffer_keys,
@@ -41,13 +42,9 @@ def _abstract(cls, **kwargs):
     return nnx.eval_shape(lambda: cls(**kwargs, rngs=nnx.Rngs(0)))
 
 
-def _randomise(model, seed: int) -> None:
-    """N(0, 1) values in every variable (parameters and fixed tables) from a host RNG."""
-    rng = np.random.default_rng(seed)
-    for _, var in nnx.to_flat_state(nnx.state(model, nnx.Variable)):
-        value = var.get_value()
-        if jnp.issubdtype(value.dtype, jnp.floating):
-            var.set_value(jnp.asarray(rng.standard_normal(value.shape), value.dtype))
+def _random(cls, seed: int, **kwargs):
+    """``cls(**kwargs)`` with N(0, 1) values in every variable (parameters and fixed tables)."""
+    return random_model(lambda: cls(**kwargs, rngs=nnx.Rngs(0)), seed, scale=1.0)
 
 
 def _values(model, kind=nnx.Variable) -> dict:
@@ -66,8 +63,7 @@ def _through_torch_file(state_dict: dict, path) -> dict:
 
 
 def test_edm2_key_layout_and_exact_round_trip(tmp_path):
-    source = _abstract(EDM2UNet, **EDM2)
-    _randomise(source, seed=0)
+    source = _random(EDM2UNet, seed=0, **EDM2)
     exported = export_edm2_unet(source, prefix="unet.")
     # Key names and torch shapes of NVlabs/edm2 training/networks_edm2.py.
     expected_shapes = {
@@ -109,8 +105,7 @@ def test_edm2_key_layout_and_exact_round_trip(tmp_path):
 
 
 def test_edm2_bad_checkpoint_names_keys():
-    source = _abstract(EDM2UNet, **EDM2)
-    _randomise(source, seed=1)
+    source = _random(EDM2UNet, seed=1, **EDM2)
     state_dict = export_edm2_unet(source)
     del state_dict["emb_fourier.phases"]
     state_dict["dec.2x2_in0.attn_qkv.weight"] = state_dict["dec.2x2_in0.attn_qkv.weight"][:48]
@@ -125,8 +120,7 @@ def test_edm2_bad_checkpoint_names_keys():
 
 def test_meanflow_dit_exact_round_trip(tmp_path):
     kwargs = dict(input_size=4, patch_size=2, in_channels=3, hidden_size=32, depth=1, num_heads=2)
-    source = _abstract(MeanFlowDiT, **kwargs)
-    _randomise(source, seed=2)
+    source = _random(MeanFlowDiT, seed=2, **kwargs)
     exported = export_state_dict(source, meanflow_dit_rules(source))
     assert exported["dt_embedder.mlp.0.weight"].shape == (32, 256)
     reread = _through_torch_file(exported, tmp_path / "meanflow.pt")

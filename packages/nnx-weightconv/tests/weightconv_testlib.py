@@ -1,4 +1,4 @@
-"""Helpers shared by the nnx-weightconv tests (this folder is put on sys.path by conftest)."""
+"""Helpers shared by the nnx-weightconv tests (this folder is in pytest's ``pythonpath``)."""
 
 import torch
 

@@ -27,8 +27,8 @@ from nnx_fid import (
     frechet_distance,
     load_inception,
 )
+from nnx_nets.testing import randomise_parameters
 from rae_eval.image_metrics import psnr, ssim
-from rae_eval.weights import randomise_parameters
 
 __all__ = [
     "build_inception",

@@ -14,6 +14,7 @@ import numpy as np
 from flax import nnx
 
 from nnx_nets import LatentNormalizer
+from nnx_nets.testing import randomise_parameters
 from rae_eval.autoencoder import RepresentationAutoencoder
 from rae_eval.build import build_decoder, build_dit, build_encoder, construct
 from rae_eval.checkpoints import CheckpointFile, require_files
@@ -23,7 +24,6 @@ from rae_eval.weights import (
     load_dit_dh,
     load_encoder,
     load_latent_normalizer,
-    randomise_parameters,
 )
 
 __all__ = [

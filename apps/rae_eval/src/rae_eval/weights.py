@@ -1,4 +1,6 @@
-"""Filling the networks: published checkpoint files through nnx-weightconv, or random weights.
+"""Filling the networks from published checkpoint files through nnx-weightconv.
+
+Random weights (demo runs) come from ``nnx_nets.testing.randomise_parameters``.
 
 Every loader turns nnx-weightconv's ``ConversionError`` (which lists every missing, unexpected
 and mis-shaped key) into a :class:`~rae_eval.checkpoints.CheckpointMismatchError` that also
@@ -17,7 +19,6 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
@@ -40,7 +41,6 @@ __all__ = [
     "load_dit_dh",
     "load_encoder",
     "load_latent_normalizer",
-    "randomise_parameters",
     "read_checkpoint",
 ]
 
@@ -153,34 +153,6 @@ def load_latent_normalizer(
                 f"{latent_shape} (h, w, C) needs {expected}",
             )
     return LatentNormalizer.from_chw(var.astype(np.float32), mean, eps=eps)
-
-
-def randomise_parameters(model: nnx.Module, seed: int, *, vector_scale: float = 0.02) -> None:
-    """Fill every parameter with random values, in place (demo and test runs without checkpoints).
-
-    Works on an abstract module (built with ``nnx.eval_shape``: no initialisation cost) as on a
-    concrete one, whose values are kept and perturbed. Kernels and tables (``ndim >= 2``) get
-    He-normal noise, ``std = sqrt(2 / fan_in)`` with ``fan_in`` the product of all but the last
-    axis (NNX layouts ``(in, out)``, ``(kh, kw, in, out)``); vectors get ``N(0, 0.02^2)``
-    around 0, or around 1 for norm ``scale`` vectors of an abstract module. Without this,
-    zero-initialised layers (adaLN-Zero, final layers, the FID Inception built for loading)
-    make a fresh network output exactly 0 (REFERENCE.md, section 2). The values are drawn on
-    the host (numpy), so no XLA program is compiled per parameter shape.
-    """
-    rng = np.random.default_rng(seed)
-    for path, variable in nnx.state(model, nnx.Param).flat_state():
-        current = variable.get_value()
-        shape = tuple(current.shape)
-        fan_in = int(np.prod(shape[:-1])) if len(shape) >= 2 else 0
-        std = float(np.sqrt(2.0 / fan_in)) if fan_in else vector_scale
-        if isinstance(current, jax.ShapeDtypeStruct):
-            base = (
-                np.ones(shape, np.float32) if path[-1] == "scale" else np.zeros(shape, np.float32)
-            )
-        else:
-            base = np.asarray(current, np.float32)
-        value = base + std * rng.standard_normal(shape, np.float32)
-        variable.set_value(jnp.asarray(value, current.dtype))
 
 
 def check_concrete(model: nnx.Module, what: str) -> None:
