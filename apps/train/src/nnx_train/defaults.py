@@ -2,7 +2,7 @@
 
 Config files (``apps/train/configs/<name>.py``) start from `base_config` and replace whole
 sections with the helpers below, so that each section holds exactly the keys its ``name``
-needs; ``build.py`` turns the names into objects. The returned configs are locked by the
+needs; ``build.py`` and ``recipes/`` turn the names into objects. The returned configs are locked by the
 command line, so a misspelled key (``--config.train.num_step=...``) fails with a
 "did you mean" message instead of being ignored.
 
@@ -459,8 +459,8 @@ def make_tiny(
       shape: ``(H, W, C)`` of the synthetic records.
       num_classes: classes of the synthetic data and the model.
       **model: replacement values for ``config.model`` (small widths and depths);
-        ``input_size``, ``in_channels`` and ``num_classes`` follow ``shape`` and
-        ``num_classes`` when the model has them.
+        the input side and channels (`nnx_train.networks.MODEL_INPUT_KEYS`) follow ``shape``
+        and ``num_classes`` follows ``num_classes`` when the model has it.
 
     Returns:
       ``config`` with synthetic data, a tiny model, 2 steps, batch 8, checkpoint at the end,
@@ -470,12 +470,12 @@ def make_tiny(
     config.data = synthetic_data(shape=shape, num_classes=num_classes, num_examples=64)
     config.loader.read_threads = 0
     config.loader.prefetch_batches = 1
-    for key in ("input_size", "img_resolution"):
-        if key in config.model:
-            config.model[key] = shape[0]
-    for key in ("in_channels", "img_channels"):
-        if key in config.model:
-            config.model[key] = shape[-1]
+    from nnx_train.networks import MODEL_INPUT_KEYS
+
+    input_keys = MODEL_INPUT_KEYS.get(config.model.name)
+    if input_keys is not None:
+        config.model[input_keys[0]] = shape[0]
+        config.model[input_keys[1]] = shape[-1]
     if "num_classes" in config.model:
         config.model.num_classes = num_classes
     for key, value in model.items():
@@ -486,7 +486,8 @@ def make_tiny(
     config.checkpoint.every_steps = 2
     config.checkpoint.keep = 2
     config.checkpoint.keep_period = 0
-    config.sampler.num_steps = 2
+    if config.objective.name != "rae_decoder":  # it samples nothing: no sampler key is read
+        config.sampler.num_steps = 2
     config.samples.every_steps = 0
     config.samples.num_images = 4
     config.eval.name = "none"
