@@ -13,7 +13,7 @@ from rae_eval.checkpoints import (
     require_files,
 )
 from rae_eval.generation import GenerationReport, generate_shards
-from rae_eval.image_folder import center_crop_arr, list_images, load_images
+from rae_eval.image_folder import list_images, load_images
 from rae_eval.image_metrics import psnr, ssim
 from rae_eval.run import TASKS, run
 from rae_eval.shards import FingerprintMismatchError, ShardStore
@@ -29,7 +29,6 @@ __all__ = [
     "MissingCheckpointError",
     "RepresentationAutoencoder",
     "ShardStore",
-    "center_crop_arr",
     "fetch_command",
     "generate_shards",
     "list_images",
