@@ -154,7 +154,8 @@ def test_data_that_does_not_fit_the_model():
         # Keys that belong to another choice of the same section.
         ("digits", "sampler.diffusion=linear", "sampler.diffusion='linear' is ignored by sampler"),
         ("edm2", "sampler.t_start=0.5", "sampler.t_start=0.5 is ignored by sampler.grid='edm'"),
-        ("edm2", "sampler.guidance_scale=2.0", "is ignored by sampler.guidance='none'"),
+        ("edm2", "guidance.scale=2.0", "is ignored by guidance.name='none'"),
+        ("meanflow_b2", "guidance.name=cfg", "guidance.name='cfg' is ignored by the meanflow"),
         ("digits", "objective.time_mean=0.5", "is ignored by time_distribution='uniform'"),
     ],
 )

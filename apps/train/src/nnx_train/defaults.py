@@ -21,7 +21,8 @@ Sections:
 | `checkpoint` | where, how often, how many                                          |
 | `sharding`   | strategy and mesh axis sizes                                        |
 | `distributed`| joining several processes (hosts) into one run (`nnx_train.multihost`) |
-| `sampler`    | solver, grid and guidance for pictures and evaluation              |
+| `sampler`    | solver and time grid for pictures and evaluation                   |
+| `guidance`   | classifier-free guidance of the sampling field (`cfg`, `none`)     |
 | `samples`    | the sample-grid PNG                                                 |
 | `eval`       | periodic evaluation (`digits` classifier metrics, `fid`, `none`)   |
 | `autoencoder`| decoder of latents for pictures and FID (`none`, `sdvae`)          |
@@ -188,11 +189,13 @@ def base_config() -> ConfigDict:
             "grid": "uniform",
             "t_start": 1.0,
             "diffusion": "sigma",
-            "guidance": "cfg",
-            "guidance_scale": 1.0,
-            "guidance_interval": (0.0, 1.0),
-            "guided_channels": 0,
         }
+    )
+    # Guidance of the sampling field (nnx_samplers.ClassifierFreeGuidance): name "cfg" or
+    # "none", weight, the (t_lo, t_hi) interval where it applies, and the number of guided
+    # leading channels (0: all; 3: DiT's legacy mode).
+    config.guidance = ConfigDict(
+        {"name": "cfg", "scale": 1.0, "interval": (0.0, 1.0), "guided_channels": 0}
     )
     config.samples = ConfigDict({"every_steps": 25_000, "num_images": 64, "ema": 0.9999})
     config.eval = ConfigDict(

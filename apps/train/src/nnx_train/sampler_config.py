@@ -1,8 +1,9 @@
-"""``config.sampler`` -> nnx-samplers solver, time grid, guidance and velocity adapter.
+"""``config.sampler`` and ``config.guidance`` -> nnx-samplers solver, time grid, guidance
+and velocity adapter.
 
-Keys a choice does not read must keep their defaults: ``diffusion`` belongs to
-``euler_maruyama``, ``t_start`` to the ``uniform`` grid, and the guidance scale, interval
-and channels to ``guidance="cfg"``; anything else is a `ConfigError`.
+Keys a choice does not read must keep their defaults: ``sampler.diffusion`` belongs to
+``euler_maruyama``, ``sampler.t_start`` to the ``uniform`` grid, and the guidance scale,
+interval and channels to ``guidance.name="cfg"``; anything else is a `ConfigError`.
 """
 
 from __future__ import annotations
@@ -47,13 +48,8 @@ DIFFUSIONS: dict[str, Callable[[], sp.Diffusion]] = {
 GRID_NAMES = ("uniform", "edm", "logsnr")
 PREDICTION_NAMES = ("velocity", "noise", "score", "x0")
 # The values under which a key that the chosen solver / grid / guidance does not read is inert.
-INERT = {
-    "diffusion": "sigma",
-    "t_start": 1.0,
-    "guidance_scale": 1.0,
-    "guidance_interval": (0.0, 1.0),
-    "guided_channels": 0,
-}
+INERT = {"diffusion": "sigma", "t_start": 1.0}
+GUIDANCE_INERT = {"scale": 1.0, "interval": (0.0, 1.0), "guided_channels": 0}
 
 
 def build_solver(sampler: ConfigDict) -> sp.Solver:
@@ -88,24 +84,21 @@ def build_grid(sampler: ConfigDict, *, time_shift: float) -> sp.TimeGrid:
     return grid
 
 
-def build_guidance(sampler: ConfigDict, *, null_label: int) -> GuidanceSpec | None:
-    """CFG settings of ``config.sampler`` (``guidance="none"`` gives ``None``)."""
-    match sampler.guidance:
+def build_guidance(guidance: ConfigDict, *, null_label: int) -> GuidanceSpec | None:
+    """CFG settings of ``config.guidance`` (``name="none"`` gives ``None``)."""
+    match guidance.name:
         case "none":
-            keys = ("guidance_scale", "guidance_interval", "guided_channels")
-            reject_ignored(
-                "sampler", sampler, "sampler.guidance='none'", **{k: INERT[k] for k in keys}
-            )
+            reject_ignored("guidance", guidance, "guidance.name='none'", **GUIDANCE_INERT)
             return None
         case "cfg":
             return GuidanceSpec(
-                scale=float(sampler.guidance_scale),
-                interval=tuple(float(v) for v in sampler.guidance_interval),
-                guided_channels=int(sampler.guided_channels) or None,
+                scale=float(guidance.scale),
+                interval=tuple(float(v) for v in guidance.interval),
+                guided_channels=int(guidance.guided_channels) or None,
                 null_label=null_label,
             )
         case _:
-            raise unknown_name("sampler.guidance", sampler.guidance, ("none", "cfg"))
+            raise unknown_name("guidance.name", guidance.name, ("none", "cfg"))
 
 
 def sampler_path(name: str) -> sp.Path:
@@ -152,7 +145,7 @@ def flow_generate(
     return make_flow_generate(
         solver=build_solver(config.sampler),
         grid=build_grid(config.sampler, time_shift=config.time_shift),
-        guidance=build_guidance(config.sampler, null_label=null_label),
+        guidance=build_guidance(config.guidance, null_label=null_label),
         data_shape=data_shape,
         to_velocity=_velocity_adapter(prediction, path),
     )

@@ -2,7 +2,7 @@
 
 Geng et al., "Mean Flows for One-step Generative Modeling" (2025), Eq. 6-9 and Sec. 4.2.
 The sampler is always `EulerJump` on a uniform grid from t = 1 without shift or sampling-time
-guidance, so ``sampler.solver``, ``grid``, ``t_start``, ``guidance`` and ``time_shift`` must
+guidance, so ``sampler.solver``, ``grid``, ``t_start``, ``guidance.*`` and ``time_shift`` must
 say so (anything else would be silently ignored).
 """
 
@@ -30,10 +30,15 @@ def _check_sampler(inputs: RecipeInputs) -> None:
         solver="euler_jump",
         grid="uniform",
         t_start=1.0,
-        guidance="none",
         diffusion="sigma",
-        guidance_scale=1.0,
-        guidance_interval=(0.0, 1.0),
+    )
+    reject_ignored(
+        "guidance",
+        config.guidance,
+        USED_BY,
+        name="none",
+        scale=1.0,
+        interval=(0.0, 1.0),
         guided_channels=0,
     )
 

@@ -1,7 +1,8 @@
 """RAE stage-1 recipe: a ViT decoder on frozen DINOv2 tokens, with noise augmentation.
 
 Zheng et al., "Diffusion Transformers with Representation Autoencoders" (2025), Sec. 3.
-Nothing is sampled, so the ``sampler`` section and ``time_shift`` must keep their defaults.
+Nothing is sampled, so the ``sampler`` and ``guidance`` sections and ``time_shift`` must keep
+their defaults.
 """
 
 from __future__ import annotations
@@ -20,7 +21,9 @@ def rae_decoder_task(inputs: RecipeInputs) -> tasks.AutoencoderTask:
     """`RAEStage1` loss and reconstructions with the frozen encoder of ``objective.encoder``."""
     config, section = inputs.config, inputs.config.objective
     reject_ignored("", config, USED_BY, time_shift=1.0)
-    reject_ignored("sampler", config.sampler, USED_BY, **defaults.base_config().sampler.to_dict())
+    base = defaults.base_config()
+    reject_ignored("sampler", config.sampler, USED_BY, **base.sampler.to_dict())
+    reject_ignored("guidance", config.guidance, USED_BY, **base.guidance.to_dict())
     encoder_section = section.encoder
 
     def make_frozen() -> tasks.FrozenModules:
