@@ -49,16 +49,15 @@ EXPECTED = {
         "model: DiT takes no argument(s) ['num_class']; its arguments are <DiT arguments>."
     ),
     "test_image_size_the_model_cannot_take": (
-        "The data has 8x8 inputs but the model is built for 16x16 (model.input_size / "
-        "img_resolution); set it to 8 (or change the data)."
+        "The data has 8x8 inputs but the model is built for 16x16 (model.input_size); set "
+        "it to 8 (or change the data)."
     ),
     "test_patch_size_that_does_not_divide_the_image": (
         "Image size 8x8 is not divisible by model.patch_size=3; choose a patch size that "
         "divides it."
     ),
     "test_channels_the_model_does_not_take": (
-        "The data has 3 channels but the model takes 1 (model.in_channels / img_channels); "
-        "set it to 3."
+        "The data has 3 channels but the model takes 1 (model.in_channels); set it to 3."
     ),
     "test_more_classes_than_the_model_has": (
         "The data has 12 classes but model.num_classes=10; labels would be out of range. Set "
@@ -71,6 +70,11 @@ EXPECTED = {
     "test_unknown_objective": (
         "Unknown objective.name='ddpm'; valid names: interpolant, meanflow, edm2, repa, "
         "rae_decoder."
+    ),
+    "test_sampler_key_the_recipe_ignores": (
+        "sampler.solver='heun' is ignored by the meanflow recipe (it samples with euler_jump "
+        "on a uniform grid, unguided); set --config.sampler.solver='euler_jump' or choose a "
+        "setting that reads it."
     ),
     "test_wrong_compute_dtype": (
         "Unknown model.dtype='float64'; valid names: float32, bfloat16, float16."
@@ -256,6 +260,14 @@ def test_unknown_objective():
     _check(error, "test_unknown_objective")
 
 
+def test_sampler_key_the_recipe_ignores():
+    config = load_config(
+        str(ROOT / "apps/train/configs/meanflow_b2.py:tiny"), ["sampler.solver=heun"]
+    )
+    error = _trainer_error(lambda: build.build_task(config, data_shape=(8, 8, 4)))
+    _check(error, "test_sampler_key_the_recipe_ignores")
+
+
 def test_wrong_compute_dtype():
     _check(_trainer_error(lambda: build.dtype_from_name("float64")), "test_wrong_compute_dtype")
 
@@ -275,7 +287,7 @@ def test_corrupt_weights_file(tmp_path):
     # The loader every pretrained network goes through (REPA / RAE encoders, SD-VAE); the
     # file is read before the module is touched, so no network is built here.
     error = _trainer_error(
-        lambda: build._load_pretrained(
+        lambda: build.load_pretrained(
             None, str(path), loader="dinov2", key="objective.encoder.weights", what="DINOv2"
         )
     )

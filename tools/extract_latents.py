@@ -29,7 +29,7 @@ records ``p::n`` (WebDataset: the records of shards ``p::n``); file names are gl
 so processes never write the same file; each writes its part of the index
 (``dataset.part-<p>-of-<n>.json``) and the last to finish merges them into ``dataset.json``.
 
-Every image is ADM-centre-cropped (`nnx_train.adm_center_crop`) and written as one
+Every image is ADM-centre-cropped (`nnx_fid.adm_center_crop`) and written as one
 ``<dest>/<group>/img<index>.npy`` float32 array in CHW layout, with ``<dest>/dataset.json``
 listing ``[file, label]`` pairs (EDM2's ``dataset_tool.py`` layout). SD-VAE files hold the
 posterior mean and standard deviation stacked along channels (2C; ``data.posterior=
@@ -105,7 +105,7 @@ def _write_index(dest: str, entries: list, process_index: int, process_count: in
 def _pixels(payload: bytes, resolution: int, flipped: bool, name: object) -> np.ndarray:
     from PIL import Image, UnidentifiedImageError
 
-    from nnx_train import adm_center_crop
+    from nnx_fid import adm_center_crop
     from nnx_train.errors import DataError
 
     try:

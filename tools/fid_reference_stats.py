@@ -31,20 +31,6 @@ import nnx_fid
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".JPEG", ".PNG", ".JPG")
 
 
-def center_crop_adm(image, size: int) -> np.ndarray:
-    """ADM / EDM2 ``center-crop-dhariwal``: halve with PIL BOX while the short side is at least
-    twice ``size``, resize the short side to ``size`` with BICUBIC, then crop the centre."""
-    from PIL import Image
-
-    while min(image.size) >= 2 * size:
-        image = image.resize(tuple(side // 2 for side in image.size), resample=Image.BOX)
-    scale = size / min(image.size)
-    image = image.resize(tuple(round(side * scale) for side in image.size), resample=Image.BICUBIC)
-    array = np.asarray(image)
-    top, left = (array.shape[0] - size) // 2, (array.shape[1] - size) // 2
-    return array[top : top + size, left : left + size]
-
-
 def list_images(folder: pathlib.Path) -> list[pathlib.Path]:
     files = sorted(p for p in folder.rglob("*") if p.suffix in IMAGE_SUFFIXES and p.is_file())
     if not files:
@@ -59,7 +45,7 @@ def read_image(path: pathlib.Path, center_crop: int | None) -> np.ndarray:
         raise SystemExit("reading image folders needs Pillow: pip install pillow") from error
     with Image.open(path) as image:
         image = image.convert("RGB")
-        return center_crop_adm(image, center_crop) if center_crop else np.asarray(image)
+        return nnx_fid.adm_center_crop(image, center_crop) if center_crop else np.asarray(image)
 
 
 def folder_batches(

@@ -136,12 +136,12 @@ def get_config(variant: str = "autoguidance") -> ml_collections.ConfigDict:
     # RAE's "Euler 50" is torchdiffeq's euler over 1 - linspace(0, 0.999, 50), shifted: 49
     # steps from t = 1 to t = 0.001 before the shift (0.0069 after it). num_steps=50, t_end=0
     # gives the textbook grid instead.
-    config.sampler = {"solver": "Euler", "num_steps": 49, "t_start": 1.0, "t_end": 0.001}
+    config.sampler = {"solver": "euler", "num_steps": 49, "t_start": 1.0, "t_end": 0.001}
 
     if variant == "cfg":
-        config.guidance = {"method": "cfg", "scale": 1.0, "interval": (0.0, 1.0)}
+        config.guidance = {"name": "cfg", "scale": 1.0, "interval": (0.0, 1.0)}
     else:
-        config.guidance = {"method": "autoguidance", "scale": 1.42, "interval": (0.0, 1.0)}
+        config.guidance = {"name": "autoguidance", "scale": 1.42, "interval": (0.0, 1.0)}
 
     config.generation = {
         "num_samples": 50_000,

@@ -81,11 +81,11 @@ def get_config(variant: str = "autoguidance") -> ml_collections.ConfigDict:
     config.latent_norm_eps = 1e-5
     config.stage2 = _dit_dh(hidden_size=32, depth=1)
     config.guide = _dit_dh(hidden_size=32, depth=1)
-    config.sampler = {"solver": "Euler", "num_steps": 4, "t_start": 1.0, "t_end": 0.0}
+    config.sampler = {"solver": "euler", "num_steps": 4, "t_start": 1.0, "t_end": 0.0}
     if variant == "cfg":
-        config.guidance = {"method": "cfg", "scale": 1.5, "interval": (0.0, 0.7)}
+        config.guidance = {"name": "cfg", "scale": 1.5, "interval": (0.0, 0.7)}
     else:
-        config.guidance = {"method": "autoguidance", "scale": 1.42, "interval": (0.0, 1.0)}
+        config.guidance = {"name": "autoguidance", "scale": 1.42, "interval": (0.0, 1.0)}
     config.generation = {
         "num_samples": 8,
         "per_device_batch": 1,

@@ -28,7 +28,7 @@ def test_published_config_is_consistent(load_config, variant):
     expected = config.time_shift * expected / (1.0 + (config.time_shift - 1.0) * expected)
     np.testing.assert_allclose(times, expected, rtol=1e-6)  # float32 grid
     if variant == "autoguidance":
-        assert (config.guidance.method, config.guidance.scale) == ("autoguidance", 1.42)
+        assert (config.guidance.name, config.guidance.scale) == ("autoguidance", 1.42)
 
 
 def test_published_sections_match_their_constructors(load_config):

@@ -139,7 +139,7 @@ def test_generation_outputs(generation):
     grid = np.asarray(Image.open(workdir / "samples_grid.png"))
     assert grid.shape == (2 * 18 + 2, 4 * 18 + 2, 3)  # 8 images, 4 columns, 2-px gutters
     provenance = json.loads((workdir / "provenance.json").read_text())
-    assert provenance["config"]["guidance"]["method"] == "autoguidance"
+    assert provenance["config"]["guidance"]["name"] == "autoguidance"
 
 
 def test_published_files_load_exactly(generation):

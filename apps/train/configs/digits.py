@@ -50,9 +50,8 @@ def get_config(arg: str | None = None):
     config.ema.decays = (0.99,)
     config.train.update({"batch_size": 128, "num_steps": 1200, "log_every": 50})
     config.checkpoint.update({"every_steps": 600, "keep": 2, "keep_period": 0})
-    config.sampler.update(
-        {"solver": "heun", "num_steps": 10, "guidance": "cfg", "guidance_scale": 3.0}
-    )
+    config.sampler.update({"solver": "heun", "num_steps": 10})
+    config.guidance.update({"name": "cfg", "scale": 3.0})
     config.samples.update({"every_steps": 0, "num_images": 100, "ema": 0.99})
     config.eval.update(
         {"name": "digits", "every_steps": 0, "num_samples": 500, "batch_size": 100, "ema": 0.99}

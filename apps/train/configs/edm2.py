@@ -62,7 +62,8 @@ def get_config(arg: str | None = None):
     config.ema.decays = (0.9999,)
     config.train.update({"batch_size": 2048, "num_steps": 2048 * STEPS_PER_MI})
     config.checkpoint.update({"every_steps": 8 * STEPS_PER_MI, "keep_period": 128 * STEPS_PER_MI})
-    config.sampler.update({"solver": "heun", "grid": "edm", "num_steps": 32, "guidance": "none"})
+    config.sampler.update({"solver": "heun", "grid": "edm", "num_steps": 32})
+    config.guidance.name = "none"
     config.eval.update({"name": "fid", "every_steps": 64 * STEPS_PER_MI, "num_samples": 10_000})
     if arg == "tiny":
         make_tiny(

@@ -52,7 +52,8 @@ def get_config(arg: str | None = None):
     config.ema.decays = (0.9999,)
     config.train.update({"batch_size": 1024, "num_steps": 100_000})
     config.checkpoint.update({"every_steps": 12_500, "keep_period": 25_000})
-    config.sampler.update({"solver": "heun", "num_steps": 32, "guidance_scale": 1.0})
+    config.sampler.update({"solver": "heun", "num_steps": 32})
+    config.guidance.scale = 1.0
     config.eval.update(
         {"name": "fid", "every_steps": 6_250, "num_samples": 10_000, "batch_size": 250}
     )

@@ -42,7 +42,8 @@ def get_config(arg: str | None = None):
     config.optimizer.update({"learning_rate": 1e-4, "b1": 0.9, "b2": 0.95})
     config.ema.decays = (0.9999,)
     config.train.update({"batch_size": 256, "num_steps": 400_000})
-    config.sampler.update({"solver": "euler_jump", "num_steps": 1, "guidance": "none"})
+    config.sampler.update({"solver": "euler_jump", "num_steps": 1})
+    config.guidance.name = "none"
     config.eval.update(
         {"name": "fid", "every_steps": 25_000, "num_samples": 10_000, "batch_size": 250}
     )

@@ -69,7 +69,8 @@ def get_config(arg: str | None = None):
     config.train.update({"batch_size": 1024, "num_steps": 800 * STEPS_PER_EPOCH})
     config.samples.ema = 0.9995
     config.eval.ema = 0.9995
-    config.sampler.update({"solver": "euler", "num_steps": 50, "guidance": "none"})
+    config.sampler.update({"solver": "euler", "num_steps": 50})
+    config.guidance.name = "none"
     if arg == "tiny":
         make_tiny(
             config,

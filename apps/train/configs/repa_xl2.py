@@ -57,11 +57,9 @@ def get_config(arg: str | None = None):
             "solver": "euler_maruyama",
             "num_steps": 250,
             "diffusion": "sigma",
-            "guidance": "cfg",
-            "guidance_scale": 1.8,
-            "guidance_interval": (0.0, 0.7),
         }
     )
+    config.guidance.update({"name": "cfg", "scale": 1.8, "interval": (0.0, 0.7)})
     config.eval.update(
         {"name": "fid", "every_steps": 25_000, "num_samples": 10_000, "batch_size": 250}
     )

@@ -35,9 +35,8 @@ def get_config(arg: str | None = None):
     config.ema.decays = (0.9999,)
     config.train.update({"batch_size": 256, "num_steps": 400_000, "log_every": 100})
     config.checkpoint.update({"every_steps": 50_000, "keep": 8, "keep_period": 100_000})
-    config.sampler.update(
-        {"solver": "heun", "num_steps": 32, "guidance": "cfg", "guidance_scale": 1.0}
-    )
+    config.sampler.update({"solver": "heun", "num_steps": 32})
+    config.guidance.update({"name": "cfg", "scale": 1.0})
     config.eval.update(
         {"name": "fid", "every_steps": 25_000, "num_samples": 10_000, "batch_size": 250}
     )

@@ -24,9 +24,8 @@ def get_config(arg: str | None = None):
     config.name = "sit_xl2"
     config.model.update({"hidden_size": 1152, "depth": 28, "num_heads": 16})
     config.train.num_steps = 7_000_000
-    config.sampler.update(
-        {"solver": "euler_maruyama", "num_steps": 250, "diffusion": "sigma", "guidance_scale": 1.5}
-    )
+    config.sampler.update({"solver": "euler_maruyama", "num_steps": 250, "diffusion": "sigma"})
+    config.guidance.scale = 1.5
     if arg == "tiny":
         make_tiny(config, hidden_size=32, depth=1, num_heads=2)
     return config

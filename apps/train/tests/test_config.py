@@ -141,3 +141,37 @@ def test_data_that_does_not_fit_the_model():
     config = load_config(config_path("digits"), ["model.patch_size=3", "model.input_size=8"])
     with pytest.raises(ConfigError, match="not divisible by model.patch_size=3"):
         build.check_data_fits_model((8, 8, 1), 10, config)
+
+
+@pytest.mark.parametrize(
+    ("name", "override", "expected"),
+    [
+        # MeanFlow always samples with EulerJump on an unshifted uniform grid, unguided.
+        ("meanflow_b2", "sampler.solver=heun", "sampler.solver='heun' is ignored by the meanflow"),
+        ("meanflow_b2", "sampler.t_start=0.9", "sampler.t_start=0.9 is ignored by the meanflow"),
+        ("meanflow_b2", "time_shift=2.0", "time_shift=2.0 is ignored by the meanflow"),
+        ("rae_stage1", "sampler.grid=edm", "sampler.grid='edm' is ignored by the rae_decoder"),
+        # Keys that belong to another choice of the same section.
+        ("digits", "sampler.diffusion=linear", "sampler.diffusion='linear' is ignored by sampler"),
+        ("edm2", "sampler.t_start=0.5", "sampler.t_start=0.5 is ignored by sampler.grid='edm'"),
+        ("edm2", "guidance.scale=2.0", "is ignored by guidance.name='none'"),
+        ("meanflow_b2", "guidance.name=cfg", "guidance.name='cfg' is ignored by the meanflow"),
+        ("digits", "objective.time_mean=0.5", "is ignored by time_distribution='uniform'"),
+    ],
+)
+def test_a_key_the_recipe_ignores_is_an_error(name, override, expected):
+    from nnx_train import build
+
+    config = load_config(config_path(name) + ":tiny", [override])
+    with pytest.raises(ConfigError, match=expected):
+        build.build_task(config, data_shape=(8, 8, 4))
+
+
+@pytest.mark.parametrize("name", RECIPES)
+def test_every_tiny_recipe_builds_its_task(name):
+    from nnx_train import build
+
+    config = load_config(config_path(name) + ":tiny")
+    shape = tuple(config.data.shape)
+    task = build.build_task(config, data_shape=shape)
+    assert task.num_classes == config.data.num_classes

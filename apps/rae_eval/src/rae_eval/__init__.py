@@ -13,11 +13,10 @@ from rae_eval.checkpoints import (
     require_files,
 )
 from rae_eval.generation import GenerationReport, generate_shards
-from rae_eval.image_folder import center_crop_arr, list_images, load_images
+from rae_eval.image_folder import list_images, load_images
 from rae_eval.image_metrics import psnr, ssim
 from rae_eval.run import TASKS, run
 from rae_eval.shards import FingerprintMismatchError, ShardStore
-from rae_eval.torch_zip import OpaqueObject, TorchFileError, flatten_state_dict, read_torch_file
 
 __version__ = "0.1.0"
 
@@ -28,18 +27,13 @@ __all__ = [
     "FingerprintMismatchError",
     "GenerationReport",
     "MissingCheckpointError",
-    "OpaqueObject",
     "RepresentationAutoencoder",
     "ShardStore",
-    "TorchFileError",
-    "center_crop_arr",
     "fetch_command",
-    "flatten_state_dict",
     "generate_shards",
     "list_images",
     "load_images",
     "psnr",
-    "read_torch_file",
     "require_files",
     "resize_bicubic_torch",
     "run",

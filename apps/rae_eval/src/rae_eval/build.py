@@ -94,14 +94,14 @@ def build_dit(section: Mapping) -> Callable[[nnx.Rngs], nnx.Module]:
 
 
 def build_solver(section: Mapping):
-    """The ODE solver of ``config.sampler``."""
+    """The ODE solver of ``config.sampler`` (the names of apps/train: ``euler``, ``heun``)."""
     match section["solver"]:
-        case "Euler":
+        case "euler":
             return Euler()
-        case "Heun":
+        case "heun":
             return Heun()
         case other:
-            raise ValueError(f"unknown solver {other!r}; valid: 'Euler', 'Heun'")
+            raise ValueError(f"unknown solver {other!r}; valid: 'euler', 'heun'")
 
 
 def build_grid(section: Mapping, time_shift: float) -> ShiftedGrid:
@@ -124,17 +124,18 @@ def build_field(
     labels: jax.Array,
     null_label: int,
 ):
-    """The velocity field ``f(x, t)`` of ``config.guidance``.
+    """The velocity field ``f(x, t)`` of ``config.guidance`` (``{name, scale, interval}``, the
+    keys of apps/train's ``config.guidance``).
 
-    ``method``: ``"none"`` (conditional model), ``"cfg"`` (classifier-free guidance with the
+    ``name``: ``"none"`` (conditional model), ``"cfg"`` (classifier-free guidance with the
     null label ``num_classes``) or ``"autoguidance"`` (the guide network). At ``scale == 1``
     both guidance methods return the conditional field and, as in RAE, skip the second pass.
     """
-    method, scale = section["method"], float(section["scale"])
+    method, scale = section["name"], float(section["scale"])
     t_lo, t_hi = section["interval"]
     interval = None if (t_lo, t_hi) == (0.0, 1.0) else GuidanceInterval(float(t_lo), float(t_hi))
     if method not in GUIDANCE_METHODS:
-        raise ValueError(f"unknown guidance method {method!r}; valid: {GUIDANCE_METHODS}")
+        raise ValueError(f"unknown guidance.name {method!r}; valid: {GUIDANCE_METHODS}")
     if method == "none" or scale == 1.0:
         return ConditionalField(model, labels)
     if method == "cfg":
@@ -142,5 +143,5 @@ def build_field(
             model, labels, null_label=null_label, scale=scale, interval=interval
         )
     if guide is None:
-        raise ValueError("guidance method 'autoguidance' needs config.guide and its checkpoint")
+        raise ValueError("guidance.name='autoguidance' needs config.guide and its checkpoint")
     return AutoGuidance(model, guide, labels, scale=scale, interval=interval)

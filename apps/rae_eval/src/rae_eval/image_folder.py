@@ -1,9 +1,7 @@
 """Reading a folder of images for reconstruction metrics, centre-cropped as ADM and RAE do.
 
 RAE measures rFID, PSNR and SSIM on ImageNet val images prepared with ADM's
-``center_crop_arr`` (REFERENCE.md, section 5.4): halve with PIL BOX while the short side is at
-least twice the target, resize the short side to the target with PIL BICUBIC, then take the
-central square.
+``center_crop_arr`` (`nnx_fid.adm_center_crop`).
 """
 
 from __future__ import annotations
@@ -13,22 +11,11 @@ import pathlib
 import numpy as np
 from PIL import Image
 
-__all__ = ["IMAGE_SUFFIXES", "center_crop_arr", "list_images", "load_images"]
+from nnx_fid import adm_center_crop
+
+__all__ = ["IMAGE_SUFFIXES", "list_images", "load_images"]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
-
-
-def center_crop_arr(image: Image.Image, image_size: int) -> np.ndarray:
-    """ADM's centre crop of one PIL image to ``(image_size, image_size, 3)`` uint8."""
-    image = image.convert("RGB")
-    while min(*image.size) >= 2 * image_size:
-        image = image.resize(tuple(side // 2 for side in image.size), resample=Image.BOX)
-    scale = image_size / min(*image.size)
-    image = image.resize(tuple(round(side * scale) for side in image.size), resample=Image.BICUBIC)
-    array = np.asarray(image)
-    top = (array.shape[0] - image_size) // 2
-    left = (array.shape[1] - image_size) // 2
-    return array[top : top + image_size, left : left + image_size]
 
 
 def list_images(folder: str | pathlib.Path) -> list[pathlib.Path]:
@@ -49,5 +36,5 @@ def load_images(files: list[pathlib.Path], image_size: int) -> np.ndarray:
     arrays = []
     for path in files:
         with Image.open(path) as image:
-            arrays.append(center_crop_arr(image, image_size))
+            arrays.append(adm_center_crop(image, image_size))
     return np.stack(arrays)

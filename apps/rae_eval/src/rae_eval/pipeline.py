@@ -46,7 +46,7 @@ def latent_shape(config) -> tuple[int, int, int]:
 
 def needs_guide(config) -> bool:
     """Whether the run evaluates the autoguidance network."""
-    return config.guidance.method == "autoguidance" and float(config.guidance.scale) != 1.0
+    return config.guidance.name == "autoguidance" and float(config.guidance.scale) != 1.0
 
 
 def check_config(config) -> None:

@@ -19,10 +19,8 @@ Work directory layout::
 
 from __future__ import annotations
 
-import importlib.metadata
 import pathlib
 import platform
-import subprocess
 import time
 from collections.abc import Iterator
 
@@ -30,7 +28,14 @@ import jax
 import numpy as np
 from PIL import Image
 
-from nnx_fid import InceptionFeatures, ReferenceStats, balanced_labels, load_reference
+from nnx_fid import (
+    InceptionFeatures,
+    ReferenceStats,
+    balanced_labels,
+    git_commit,
+    load_reference,
+    package_versions,
+)
 from rae_eval.build import build_grid, build_solver
 from rae_eval.generation import generate_shards
 from rae_eval.image_folder import list_images, load_images
@@ -61,35 +66,14 @@ TASKS = ("generate", "sample", "reconstruct")
 _PACKAGES = ("jax", "flax", "numpy", "nnx-nets", "nnx-samplers", "nnx-fid", "nnx-weightconv")
 
 
-def _git_commit() -> str | None:
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"],
-            cwd=pathlib.Path(__file__).parent,
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=True,
-        )
-        return out.stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return None
-
-
 def provenance(config) -> dict:
     """What produced a run: resolved config, versions, devices, git commit."""
-    versions = {}
-    for name in _PACKAGES:
-        try:
-            versions[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            versions[name] = None
     return {
         "config": config.to_dict(),
-        "versions": versions,
+        "versions": package_versions(_PACKAGES),
         "python": platform.python_version(),
         "devices": [str(device) for device in jax.devices()],
-        "git_commit": _git_commit(),
+        "git_commit": git_commit(pathlib.Path(__file__).parent)["commit"],
     }
 
 

@@ -116,7 +116,7 @@ def make_generate_batch(
       autoencoder: holds the latent statistics and the decoder.
       model: stage-2 network ``model(x_t, t, y)`` predicting the velocity.
       guide: the autoguidance network, or ``None``.
-      guidance: ``config.guidance`` (method, scale, interval).
+      guidance: ``config.guidance`` (name, scale, interval).
       solver / grid: nnx-samplers solver and time grid (hashable: they are compile-time).
       latent_shape: ``(h, w, D)``.
       null_label: the CFG null class (``num_classes``).

@@ -10,7 +10,7 @@ File formats:
 - encoder: the HF ``model.safetensors`` of ``facebook/dinov2-with-registers-base`` (read without
   torch by nnx-weightconv);
 - decoder ``model.pt``, stage-2 ``stage2_model.pt``, statistics ``stat.pt``: ``torch.save`` zips,
-  read without torch by :mod:`rae_eval.torch_zip`. A stage-2 training checkpoint holds
+  read without torch by :mod:`nnx_weightconv.torch_zip`. A stage-2 training checkpoint holds
   ``{"model", "ema", "optimizer", ...}``; as RAE's own loader, the ``"ema"`` weights are used.
 """
 
@@ -33,8 +33,8 @@ from nnx_weightconv import (
     rae_latent_stats,
     read_state_dict,
 )
+from nnx_weightconv.torch_zip import TorchFileError, flatten_state_dict, read_torch_file
 from rae_eval.checkpoints import CheckpointFile, CheckpointMismatchError
-from rae_eval.torch_zip import TorchFileError, flatten_state_dict, read_torch_file
 
 __all__ = [
     "load_decoder",

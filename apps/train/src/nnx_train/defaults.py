@@ -2,7 +2,7 @@
 
 Config files (``apps/train/configs/<name>.py``) start from `base_config` and replace whole
 sections with the helpers below, so that each section holds exactly the keys its ``name``
-needs; ``build.py`` turns the names into objects. The returned configs are locked by the
+needs; ``build.py`` and ``recipes/`` turn the names into objects. The returned configs are locked by the
 command line, so a misspelled key (``--config.train.num_step=...``) fails with a
 "did you mean" message instead of being ignored.
 
@@ -21,7 +21,8 @@ Sections:
 | `checkpoint` | where, how often, how many                                          |
 | `sharding`   | strategy and mesh axis sizes                                        |
 | `distributed`| joining several processes (hosts) into one run (`nnx_train.multihost`) |
-| `sampler`    | solver, grid and guidance for pictures and evaluation              |
+| `sampler`    | solver and time grid for pictures and evaluation                   |
+| `guidance`   | classifier-free guidance of the sampling field (`cfg`, `none`)     |
 | `samples`    | the sample-grid PNG                                                 |
 | `eval`       | periodic evaluation (`digits` classifier metrics, `fid`, `none`)   |
 | `autoencoder`| decoder of latents for pictures and FID (`none`, `sdvae`)          |
@@ -31,6 +32,21 @@ Sections:
 from __future__ import annotations
 
 from ml_collections import ConfigDict
+
+from nnx_train.sections import (
+    arrayrecord_data,
+    digits_data,
+    dinov2_encoder,
+    edm2_objective,
+    imagefolder_data,
+    interpolant_objective,
+    latent_data,
+    meanflow_objective,
+    rae_decoder_objective,
+    repa_objective,
+    synthetic_data,
+    webdataset_data,
+)
 
 __all__ = [
     "arrayrecord_data",
@@ -50,251 +66,6 @@ __all__ = [
     "synthetic_data",
     "webdataset_data",
 ]
-
-
-def digits_data(*, holdout_fraction: float = 0.15, split_seed: int = 0) -> ConfigDict:
-    """scikit-learn digits, 8x8x1, 10 classes, stratified held-out split."""
-    return ConfigDict(
-        {"name": "digits", "holdout_fraction": holdout_fraction, "split_seed": split_seed}
-    )
-
-
-def synthetic_data(
-    *, shape=(8, 8, 4), num_classes: int = 10, num_examples: int = 256, seed: int = 0
-) -> ConfigDict:
-    """Deterministic synthetic records of ``shape`` (tests and smoke runs)."""
-    return ConfigDict(
-        {
-            "name": "synthetic",
-            "shape": tuple(shape),
-            "num_classes": num_classes,
-            "num_examples": num_examples,
-            "seed": seed,
-        }
-    )
-
-
-def latent_data(
-    *, path: str = "", num_classes: int = 1000, posterior: str = "mean_std"
-) -> ConfigDict:
-    """EDM2-format latents (``tools/extract_latents.py``); see `nnx_train.data.LatentSource`.
-
-    Their normalisation ``(z - shift) * scale`` is ``config.autoencoder.shift/scale``: one
-    value for reading the data and for decoding samples.
-    """
-    return ConfigDict(
-        {"name": "latents", "path": path, "num_classes": num_classes, "posterior": posterior}
-    )
-
-
-def imagefolder_data(
-    *, path: str = "", resolution: int = 256, num_classes: int = 1000, horizontal_flip: bool = False
-) -> ConfigDict:
-    """Pixels in class sub-folders, ADM centre crop, optional flips."""
-    return ConfigDict(
-        {
-            "name": "imagefolder",
-            "path": path,
-            "resolution": resolution,
-            "num_classes": num_classes,
-            "horizontal_flip": horizontal_flip,
-        }
-    )
-
-
-def _record_content(
-    content: str, resolution: int, horizontal_flip: bool, posterior: str
-) -> dict[str, object]:
-    return {
-        "content": content,
-        "resolution": resolution,
-        "horizontal_flip": horizontal_flip,
-        "posterior": posterior,
-    }
-
-
-def arrayrecord_data(
-    *,
-    path: str = "",
-    split: str = "train",
-    content: str = "pixels",
-    resolution: int = 256,
-    horizontal_flip: bool = False,
-    posterior: str = "mean_std",
-    num_classes: int = 1000,
-    image_key: str = "image",
-    label_key: str = "label",
-) -> ConfigDict:
-    """ArrayRecord files of ``tf.train.Example`` records; see `nnx_train.data.ArrayRecordSource`.
-
-    TFDS-prepared ImageNet: ``path=<data_dir>/imagenet2012/5.1.0``, ``split="train"``.
-    ``content`` is ``"pixels"`` (encoded images: ADM crop to ``resolution``, optional flips)
-    or ``"latents"`` (``.npy`` bytes, ``posterior`` as `latent_data`, normalised with
-    ``config.autoencoder.shift/scale``).
-    """
-    return ConfigDict(
-        {
-            "name": "arrayrecord",
-            "path": path,
-            "split": split,
-            **_record_content(content, resolution, horizontal_flip, posterior),
-            "num_classes": num_classes,
-            "image_key": image_key,
-            "label_key": label_key,
-        }
-    )
-
-
-def webdataset_data(
-    *,
-    path: str = "",
-    content: str = "pixels",
-    resolution: int = 256,
-    horizontal_flip: bool = False,
-    posterior: str = "mean_std",
-    num_classes: int = 1000,
-    shuffle_buffer: int = 1000,
-) -> ConfigDict:
-    """WebDataset tar shards (``{key}.jpg|png|npy`` + ``{key}.cls``), streamed per host; see
-    `nnx_train.data.WebDatasetSource`. ``content`` as in `arrayrecord_data`; ``shuffle_buffer``
-    records are shuffled together (memory: that many encoded records per host)."""
-    return ConfigDict(
-        {
-            "name": "webdataset",
-            "path": path,
-            **_record_content(content, resolution, horizontal_flip, posterior),
-            "num_classes": num_classes,
-            "shuffle_buffer": shuffle_buffer,
-        }
-    )
-
-
-def interpolant_objective(
-    *,
-    path: str = "linear",
-    prediction: str = "velocity",
-    time_distribution: str = "uniform",
-    time_mean: float = 0.0,
-    time_std: float = 1.0,
-    class_dropout: float = 0.1,
-) -> ConfigDict:
-    """SiT's interpolant objective (nnx_objectives.InterpolantObjective) + class dropout."""
-    return ConfigDict(
-        {
-            "name": "interpolant",
-            "path": path,
-            "prediction": prediction,
-            "time_distribution": time_distribution,
-            "time_mean": time_mean,
-            "time_std": time_std,
-            "class_dropout": class_dropout,
-        }
-    )
-
-
-def meanflow_objective(
-    *,
-    time_mean: float = -0.4,
-    time_std: float = 1.0,
-    equal_times_fraction: float = 0.75,
-    adaptive_power: float = 1.0,
-    adaptive_constant: float = 0.01,
-    omega: float = 1.0,
-    kappa: float = 0.0,
-    guidance_t_min: float = 0.0,
-    guidance_t_max: float = 1.0,
-    class_dropout: float = 0.1,
-) -> ConfigDict:
-    """MeanFlow (nnx_objectives.MeanFlowObjective) with CFG folded into training."""
-    return ConfigDict(
-        {
-            "name": "meanflow",
-            "time_mean": time_mean,
-            "time_std": time_std,
-            "equal_times_fraction": equal_times_fraction,
-            "adaptive_power": adaptive_power,
-            "adaptive_constant": adaptive_constant,
-            "omega": omega,
-            "kappa": kappa,
-            "guidance_t_min": guidance_t_min,
-            "guidance_t_max": guidance_t_max,
-            "class_dropout": class_dropout,
-        }
-    )
-
-
-def dinov2_encoder(
-    *,
-    hidden_size: int = 768,
-    depth: int = 12,
-    num_heads: int = 12,
-    patch_size: int = 14,
-    image_size: int = 518,
-    num_register_tokens: int = 0,
-    final_norm_affine: bool = True,
-    resolution: int = 224,
-    weights: str = "",
-) -> ConfigDict:
-    """A frozen DINOv2 (``nnx_nets.DINOv2`` kwargs) + its weights file and input side."""
-    return ConfigDict(
-        {
-            "name": "DINOv2",
-            "hidden_size": hidden_size,
-            "depth": depth,
-            "num_heads": num_heads,
-            "patch_size": patch_size,
-            "image_size": image_size,
-            "num_register_tokens": num_register_tokens,
-            "final_norm_affine": final_norm_affine,
-            "resolution": resolution,
-            "weights": weights,
-        }
-    )
-
-
-def repa_objective(
-    *, depth: int = 8, coefficient: float = 0.5, projector_width: int = 2048, encoder=None
-) -> ConfigDict:
-    """REPA (nnx_objectives.REPAModel / REPAObjective) on SiT's linear-velocity objective."""
-    section = interpolant_objective()
-    section.name = "repa"
-    section.depth = depth
-    section.coefficient = coefficient
-    section.projector_width = projector_width
-    section.encoder = encoder if encoder is not None else dinov2_encoder()
-    return section
-
-
-def rae_decoder_objective(
-    *, noise_max: float = 0.8, l1_weight: float = 1.0, l2_weight: float = 0.0, encoder=None
-) -> ConfigDict:
-    """RAE stage 1: decoder on frozen DINOv2-B-with-registers tokens, noise augmentation."""
-    return ConfigDict(
-        {
-            "name": "rae_decoder",
-            "noise_max": noise_max,
-            "l1_weight": l1_weight,
-            "l2_weight": l2_weight,
-            "encoder": encoder
-            if encoder is not None
-            else dinov2_encoder(num_register_tokens=4, final_norm_affine=False),
-        }
-    )
-
-
-def edm2_objective(
-    *, P_mean: float = -0.4, P_std: float = 1.0, sigma_data: float = 0.5, logvar_channels: int = 128
-) -> ConfigDict:
-    """EDM2: EDM loss with the learned log-variance weighting (EDM2 Eq. 21)."""
-    return ConfigDict(
-        {
-            "name": "edm2",
-            "P_mean": P_mean,
-            "P_std": P_std,
-            "sigma_data": sigma_data,
-            "logvar_channels": logvar_channels,
-        }
-    )
 
 
 def sdvae_latents(config: ConfigDict, *, resolution: int = 256, edm2: bool = False) -> ConfigDict:
@@ -418,11 +189,13 @@ def base_config() -> ConfigDict:
             "grid": "uniform",
             "t_start": 1.0,
             "diffusion": "sigma",
-            "guidance": "cfg",
-            "guidance_scale": 1.0,
-            "guidance_interval": (0.0, 1.0),
-            "guided_channels": 0,
         }
+    )
+    # Guidance of the sampling field (nnx_samplers.ClassifierFreeGuidance): name "cfg" or
+    # "none", weight, the (t_lo, t_hi) interval where it applies, and the number of guided
+    # leading channels (0: all; 3: DiT's legacy mode).
+    config.guidance = ConfigDict(
+        {"name": "cfg", "scale": 1.0, "interval": (0.0, 1.0), "guided_channels": 0}
     )
     config.samples = ConfigDict({"every_steps": 25_000, "num_images": 64, "ema": 0.9999})
     config.eval = ConfigDict(
@@ -459,8 +232,8 @@ def make_tiny(
       shape: ``(H, W, C)`` of the synthetic records.
       num_classes: classes of the synthetic data and the model.
       **model: replacement values for ``config.model`` (small widths and depths);
-        ``input_size``, ``in_channels`` and ``num_classes`` follow ``shape`` and
-        ``num_classes`` when the model has them.
+        the input side and channels (`nnx_train.networks.MODEL_INPUT_KEYS`) follow ``shape``
+        and ``num_classes`` follows ``num_classes`` when the model has it.
 
     Returns:
       ``config`` with synthetic data, a tiny model, 2 steps, batch 8, checkpoint at the end,
@@ -470,12 +243,12 @@ def make_tiny(
     config.data = synthetic_data(shape=shape, num_classes=num_classes, num_examples=64)
     config.loader.read_threads = 0
     config.loader.prefetch_batches = 1
-    for key in ("input_size", "img_resolution"):
-        if key in config.model:
-            config.model[key] = shape[0]
-    for key in ("in_channels", "img_channels"):
-        if key in config.model:
-            config.model[key] = shape[-1]
+    from nnx_train.networks import MODEL_INPUT_KEYS
+
+    input_keys = MODEL_INPUT_KEYS.get(config.model.name)
+    if input_keys is not None:
+        config.model[input_keys[0]] = shape[0]
+        config.model[input_keys[1]] = shape[-1]
     if "num_classes" in config.model:
         config.model.num_classes = num_classes
     for key, value in model.items():
@@ -486,7 +259,8 @@ def make_tiny(
     config.checkpoint.every_steps = 2
     config.checkpoint.keep = 2
     config.checkpoint.keep_period = 0
-    config.sampler.num_steps = 2
+    if config.objective.name != "rae_decoder":  # it samples nothing: no sampler key is read
+        config.sampler.num_steps = 2
     config.samples.every_steps = 0
     config.samples.num_images = 4
     config.eval.name = "none"

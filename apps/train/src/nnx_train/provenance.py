@@ -8,16 +8,15 @@ written: credentials (``WANDB_API_KEY``, GCS keys) live only in the environment.
 
 from __future__ import annotations
 
-import importlib.metadata
 import json
 import os
 import platform
-import subprocess
 import sys
 from typing import Any
 
 import jax
 
+import nnx_fid
 from nnx_train.errors import ConfigError
 
 __all__ = [
@@ -50,34 +49,12 @@ PACKAGES: tuple[str, ...] = (
 
 def package_versions() -> dict[str, str | None]:
     """Installed version of each package in `PACKAGES` (``None`` when absent)."""
-    versions: dict[str, str | None] = {}
-    for name in PACKAGES:
-        try:
-            versions[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            versions[name] = None
-    return versions
+    return nnx_fid.package_versions(PACKAGES)
 
 
 def git_commit(directory: str | None = None) -> dict[str, Any]:
     """``{"commit": sha or None, "dirty": bool or None}`` of the repository holding the code."""
-    directory = directory or os.path.dirname(os.path.abspath(__file__))
-    try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=directory, capture_output=True, text=True, timeout=10
-        )
-        if commit.returncode != 0:
-            return {"commit": None, "dirty": None}
-        status = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=directory,
-            capture_output=True,
-            text=True,
-            timeout=10,
-        )
-        return {"commit": commit.stdout.strip(), "dirty": bool(status.stdout.strip())}
-    except (OSError, subprocess.SubprocessError):
-        return {"commit": None, "dirty": None}
+    return nnx_fid.git_commit(directory or os.path.dirname(os.path.abspath(__file__)))
 
 
 def run_info(mesh: Any = None) -> dict[str, Any]:

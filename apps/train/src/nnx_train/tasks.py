@@ -26,6 +26,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from nnx_nets import IMAGENET_MEAN, IMAGENET_STD
+
 __all__ = ["AutoencoderTask", "FrozenModules", "GeneratorTask", "Task", "pixels_to_float"]
 
 
@@ -113,10 +115,6 @@ def generator_loss(objective: Callable) -> Callable[..., tuple[jax.Array, dict]]
         return objective(model, pixels_to_float(batch["x"]), batch["y"], key)
 
     return loss_fn
-
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 def encoder_input(images: jax.Array, resolution: int, *, antialias: bool) -> jax.Array:

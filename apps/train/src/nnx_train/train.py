@@ -27,7 +27,7 @@ from nnx_train import build
 from nnx_train.checkpointing import Checkpointer
 from nnx_train.data import make_source_iterator
 from nnx_train.ema import ema_name, init_ema
-from nnx_train.errors import ConfigError, NonFiniteError, TrainError
+from nnx_train.errors import ConfigError, NonFiniteError
 from nnx_train.evaluation import build_evaluator, evaluate
 from nnx_train.metrics_log import MetricsLogger, read_jsonl
 from nnx_train.multihost import barrier, host_array, process_batch_rows, start_distributed
@@ -391,10 +391,3 @@ def train(config: ConfigDict, workdir: str, *, stop_after: int | None = None) ->
     run.checkpointer.close()
     barrier("nnx_train:end")  # no process leaves while another still writes or gathers
     return final
-
-
-def format_error(error: BaseException) -> str:
-    """One line for the command line: the message of a `TrainError`, else type and message."""
-    if isinstance(error, TrainError):
-        return f"error: {error}"
-    return f"error: {type(error).__name__}: {error}"

@@ -1,5 +1,6 @@
 """FID, sFID, IS, precision/recall and FD-DINOv2 in JAX, agreeing with the standard evaluators."""
 
+from nnx_fid.crop import adm_center_crop
 from nnx_fid.dinov2_weights import (
     DINOV2_FILE_NAME,
     DINOV2_URL,
@@ -35,6 +36,7 @@ from nnx_fid.inception_weights import (
 )
 from nnx_fid.precision_recall import manifold_radii, precision_recall
 from nnx_fid.preprocess import FRONT_ENDS, dinov2_preprocess, inception_preprocess
+from nnx_fid.provenance import git_commit, package_versions
 from nnx_fid.resize import RESIZE_MODES, interpolation_matrix, resize_bilinear
 from nnx_fid.sampling import balanced_labels, generate_samples
 from nnx_fid.statistics import GaussianStats, StatsAccumulator
@@ -50,6 +52,9 @@ from nnx_fid.stats_io import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "git_commit",
+    "package_versions",
+    "adm_center_crop",
     "ADM_SPLIT_SIZE",
     "DINOV2_FILE_NAME",
     "DINOV2_URL",

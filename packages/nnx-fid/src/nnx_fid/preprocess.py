@@ -24,13 +24,12 @@ import jax
 import jax.numpy as jnp
 
 from nnx_fid.resize import RESIZE_MODES, resize_bilinear
+from nnx_nets import IMAGENET_MEAN, IMAGENET_STD
 
 FrontEnd = Literal["tf1", "pytorch_fid"]
 FRONT_ENDS: tuple[str, ...] = RESIZE_MODES
 INCEPTION_SIZE = 299
 DINOV2_SIZE = 224
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 def check_front_end(front_end: str) -> None:

@@ -60,6 +60,12 @@ from nnx_weightconv.specs.sd_vae import (
     sd_vae_kwargs_from_diffusers_config,
     sd_vae_rules,
 )
+from nnx_weightconv.torch_zip import (
+    OpaqueObject,
+    TorchFileError,
+    flatten_state_dict,
+    read_torch_file,
+)
 
 __version__ = "0.1.0"
 
@@ -77,6 +83,10 @@ __all__: list[str] = [
     "load_into",
     "norm_rules",
     "read_state_dict",
+    "read_torch_file",
+    "flatten_state_dict",
+    "OpaqueObject",
+    "TorchFileError",
     "restore_orbax",
     "save_orbax",
     "squeeze_conv1x1",

@@ -13,34 +13,12 @@ import os
 
 import numpy as np
 
+from nnx_fid import adm_center_crop
 from nnx_train.errors import DataError
 
 __all__ = ["IMAGE_EXTENSIONS", "ImageFolderSource", "adm_center_crop", "list_image_folder"]
 
 IMAGE_EXTENSIONS: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
-
-
-def adm_center_crop(image, resolution: int) -> np.ndarray:
-    """ADM's centre crop of one PIL image to a ``resolution`` square.
-
-    Args:
-      image: a ``PIL.Image`` of any mode and size.
-      resolution: side of the output square in pixels.
-
-    Returns:
-      ``(resolution, resolution, 3)`` uint8 RGB array.
-    """
-    from PIL import Image
-
-    image = image.convert("RGB")
-    while min(image.size) >= 2 * resolution:
-        image = image.resize(tuple(s // 2 for s in image.size), resample=Image.BOX)
-    scale = resolution / min(image.size)
-    image = image.resize(tuple(round(s * scale) for s in image.size), resample=Image.BICUBIC)
-    array = np.asarray(image)
-    top = (array.shape[0] - resolution) // 2
-    left = (array.shape[1] - resolution) // 2
-    return np.ascontiguousarray(array[top : top + resolution, left : left + resolution])
 
 
 def list_image_folder(root: str) -> tuple[list[str], np.ndarray, list[str]]:

@@ -1,13 +1,20 @@
 """The torch-free reader against files written by ``torch.save``."""
 
 import collections
+import sys
 import zipfile
 
 import numpy as np
 import pytest
 import torch
 
-from rae_eval.torch_zip import OpaqueObject, TorchFileError, flatten_state_dict, read_torch_file
+from nnx_weightconv import ConversionError
+from nnx_weightconv.torch_zip import (
+    OpaqueObject,
+    TorchFileError,
+    flatten_state_dict,
+    read_torch_file,
+)
 
 torch.set_num_threads(1)
 
@@ -109,3 +116,27 @@ def test_select_reads_only_the_selected_storages(tmp_path):
     np.testing.assert_array_equal(loaded["w"], ema["w"].numpy())
     with pytest.raises(TorchFileError, match="truncated"):
         read_torch_file(damaged)
+
+
+def test_read_state_dict_reads_pt_without_torch(tmp_path, monkeypatch):
+    # A DiT-style training checkpoint {"model": ..., "ema": ...} with a bfloat16 tensor.
+    generator = torch.Generator().manual_seed(3)
+    ema = collections.OrderedDict(
+        [
+            ("x_embedder.proj.weight", torch.randn(4, 2, 2, 2, generator=generator)),
+            ("t_embedder.bias", torch.randn(6, generator=generator).to(torch.bfloat16)),
+        ]
+    )
+    path = tmp_path / "checkpoint.pt"
+    torch.save({"model": {"w": torch.ones(2)}, "ema": ema, "step": 7}, path)
+    from nnx_weightconv import read_state_dict
+
+    monkeypatch.setitem(sys.modules, "torch", None)  # any `import torch` now fails
+    flat = read_state_dict(path, subkey="ema")
+    assert sorted(flat) == sorted(ema)
+    for key, tensor in ema.items():
+        # bfloat16 widens to float32 exactly, so the comparison is exact.
+        np.testing.assert_array_equal(flat[key], tensor.float().numpy())
+        assert flat[key].dtype == np.float32
+    with pytest.raises(ConversionError, match="has no entry 'state_dict'"):
+        read_state_dict(path, subkey="state_dict")

@@ -4,9 +4,12 @@ Since PyTorch 1.6 ``torch.save`` writes a zip archive ``<name>/data.pkl``, ``<na
 (one raw little-endian buffer per storage), ``<name>/byteorder`` and a version record. The
 pickle refers to storages by persistent id ``("storage", <dtype class>, key, location, numel)``
 and rebuilds tensors with ``torch._utils._rebuild_tensor_v2(storage, offset, size, stride, ...)``
-(element units). This module replays that with numpy, so the RAE statistics file (``stat.pt``,
-``{"mean": None, "var": tensor [768, 16, 16]}``), the decoder ``model.pt`` and the stage-2
-``stage2_model.pt`` (``{"ema": state_dict, ...}``) load on machines without torch.
+(element units); the format is written by ``torch/serialization.py`` (``_save``) and read back by
+``torch/_utils.py`` (``_rebuild_tensor_v2``) in https://github.com/pytorch/pytorch. This module
+replays that with numpy, so published checkpoints (DiT ``.pt``, the RAE statistics ``stat.pt``
+``{"mean": None, "var": tensor [768, 16, 16]}``, the RAE decoder ``model.pt`` and the stage-2
+``stage2_model.pt`` ``{"ema": state_dict, ...}``) load on machines without torch;
+`nnx_weightconv.read_state_dict` reads every ``.pt`` through it.
 
 Safety: no global named in the pickle is ever imported. Tensors, storages and ``OrderedDict``
 map to numpy / builtins; any other class (an ``argparse.Namespace`` of training arguments, an
@@ -24,6 +27,8 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
+
+from nnx_weightconv.core import ConversionError
 
 __all__ = ["OpaqueObject", "TorchFileError", "flatten_state_dict", "read_torch_file"]
 
@@ -44,7 +49,7 @@ _STORAGE_DTYPES: dict[str, str] = {
 _BUILTINS = {"set": set, "frozenset": frozenset, "slice": slice, "tuple": tuple, "list": list}
 
 
-class TorchFileError(ValueError):
+class TorchFileError(ConversionError):
     """A file is not a readable ``torch.save`` zip archive; the message says why and what to do."""
 
 
@@ -285,13 +290,16 @@ def read_torch_file(path: str | pathlib.Path, *, select: Callable[[Any], Any] | 
         return _materialise(tree)
 
 
-def flatten_state_dict(tree: Mapping, prefix: str = "") -> dict[str, np.ndarray]:
-    """Nested ``{name: {name: array}}`` -> flat ``{"name.name": array}``; non-arrays are dropped."""
-    flat: dict[str, np.ndarray] = {}
+def flatten_state_dict(tree: Mapping, prefix: str = "") -> dict[str, Any]:
+    """Nested ``{name: {name: array}}`` -> flat ``{"name.name": array}``.
+
+    Values without a ``shape`` (step counters, ``None``, `OpaqueObject`) are dropped.
+    """
+    flat: dict[str, Any] = {}
     for key, value in tree.items():
         name = f"{prefix}{key}"
         if isinstance(value, Mapping):
             flat.update(flatten_state_dict(value, f"{name}."))
-        elif isinstance(value, np.ndarray):
+        elif hasattr(value, "shape"):
             flat[name] = value
     return flat

@@ -1,0 +1,74 @@
+"""MeanFlow recipe: average-velocity training with guidance folded in, one-step jump sampling.
+
+Geng et al., "Mean Flows for One-step Generative Modeling" (2025), Eq. 6-9 and Sec. 4.2.
+The sampler is always `EulerJump` on a uniform grid from t = 1 without shift or sampling-time
+guidance, so ``sampler.solver``, ``grid``, ``t_start``, ``guidance.*`` and ``time_shift`` must
+say so (anything else would be silently ignored).
+"""
+
+from __future__ import annotations
+
+import nnx_objectives as no
+import nnx_samplers as sp
+from nnx_train import tasks
+from nnx_train.constructors import reject_ignored
+from nnx_train.recipes.inputs import RecipeInputs
+from nnx_train.sampling import make_meanflow_generate
+
+__all__ = ["meanflow_task"]
+
+USED_BY = "the meanflow recipe (it samples with euler_jump on a uniform grid, unguided)"
+
+
+def _check_sampler(inputs: RecipeInputs) -> None:
+    config = inputs.config
+    reject_ignored("", config, USED_BY, time_shift=1.0)
+    reject_ignored(
+        "sampler",
+        config.sampler,
+        USED_BY,
+        solver="euler_jump",
+        grid="uniform",
+        t_start=1.0,
+        diffusion="sigma",
+    )
+    reject_ignored(
+        "guidance",
+        config.guidance,
+        USED_BY,
+        name="none",
+        scale=1.0,
+        interval=(0.0, 1.0),
+        guided_channels=0,
+    )
+
+
+def meanflow_task(inputs: RecipeInputs) -> tasks.GeneratorTask:
+    """MeanFlow objective (logit-normal times, adaptive weighting, optional CFG in training)."""
+    _check_sampler(inputs)
+    section = inputs.config.objective
+    guidance = None
+    if section.omega != 1.0 or section.kappa != 0.0 or section.class_dropout > 0:
+        guidance = no.MeanFlowGuidance(
+            null_label=inputs.null_label,
+            omega=section.omega,
+            kappa=section.kappa,
+            t_min=section.guidance_t_min,
+            t_max=section.guidance_t_max,
+            label_dropout=section.class_dropout,
+        )
+    objective = no.MeanFlowObjective(
+        time_distribution=no.LogitNormalTime(mean=section.time_mean, std=section.time_std),
+        equal_times_fraction=section.equal_times_fraction,
+        adaptive_power=section.adaptive_power,
+        adaptive_constant=section.adaptive_constant,
+        guidance=guidance,
+    )
+    grid = sp.UniformGrid(inputs.config.sampler.num_steps)
+    return tasks.GeneratorTask(
+        build_trainable=inputs.make_network,
+        build_frozen=None,
+        loss_fn=tasks.generator_loss(objective),
+        generate=make_meanflow_generate(grid=grid, data_shape=inputs.data_shape),
+        num_classes=inputs.num_classes,
+    )

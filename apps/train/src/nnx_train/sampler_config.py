@@ -1,0 +1,153 @@
+"""``config.sampler`` and ``config.guidance`` -> nnx-samplers solver, time grid, guidance
+and velocity adapter.
+
+Keys a choice does not read must keep their defaults: ``sampler.diffusion`` belongs to
+``euler_maruyama``, ``sampler.t_start`` to the ``uniform`` grid, and the guidance scale,
+interval and channels to ``guidance.name="cfg"``; anything else is a `ConfigError`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from ml_collections import ConfigDict
+
+import nnx_samplers as sp
+from nnx_train.constructors import reject_ignored, unknown_name
+from nnx_train.sampling import GuidanceSpec, make_flow_generate
+
+__all__ = [
+    "GRID_NAMES",
+    "PATH_NAMES",
+    "SOLVER_NAMES",
+    "build_grid",
+    "build_guidance",
+    "build_solver",
+    "flow_generate",
+    "sampler_path",
+]
+
+PATH_NAMES = ("linear", "gvp", "vp")
+
+SOLVERS: dict[str, Callable[[], sp.Solver]] = {
+    "euler": sp.Euler,
+    "heun": sp.Heun,
+    "euler_maruyama": sp.EulerMaruyama,
+    "euler_jump": sp.EulerJump,
+    "dpm_solver_2m": sp.DPMSolverPlusPlus2M,
+    "dpm_solver_3m": sp.DPMSolverPlusPlus3M,
+    "edm_stochastic": sp.EDMStochastic,
+}
+SOLVER_NAMES = tuple(SOLVERS)
+DIFFUSIONS: dict[str, Callable[[], sp.Diffusion]] = {
+    "sigma": sp.SigmaDiffusion,
+    "constant": sp.ConstantDiffusion,
+    "linear": sp.LinearDiffusion,
+    "sbdm": sp.SBDMDiffusion,
+    "decreasing": sp.DecreasingDiffusion,
+    "increasing_decreasing": sp.IncreasingDecreasingDiffusion,
+}
+GRID_NAMES = ("uniform", "edm", "logsnr")
+PREDICTION_NAMES = ("velocity", "noise", "score", "x0")
+# The values under which a key that the chosen solver / grid / guidance does not read is inert.
+INERT = {"diffusion": "sigma", "t_start": 1.0}
+GUIDANCE_INERT = {"scale": 1.0, "interval": (0.0, 1.0), "guided_channels": 0}
+
+
+def build_solver(sampler: ConfigDict) -> sp.Solver:
+    """The nnx-samplers solver named by ``sampler.solver``."""
+    if sampler.solver not in SOLVERS:
+        raise unknown_name("sampler.solver", sampler.solver, SOLVER_NAMES)
+    if sampler.diffusion not in DIFFUSIONS:
+        raise unknown_name("sampler.diffusion", sampler.diffusion, tuple(DIFFUSIONS))
+    if sampler.solver == "euler_maruyama":
+        return sp.EulerMaruyama(diffusion=DIFFUSIONS[sampler.diffusion]())
+    reject_ignored(
+        "sampler", sampler, f"sampler.solver={sampler.solver!r}", diffusion=INERT["diffusion"]
+    )
+    return SOLVERS[sampler.solver]()
+
+
+def build_grid(sampler: ConfigDict, *, time_shift: float) -> sp.TimeGrid:
+    """The time grid, shifted by the same ``time_shift`` that shifted the training times."""
+    match sampler.grid:
+        case "uniform":
+            grid = sp.UniformGrid(sampler.num_steps, t_start=sampler.t_start)
+        case "edm" | "logsnr":
+            reject_ignored(
+                "sampler", sampler, f"sampler.grid={sampler.grid!r}", t_start=INERT["t_start"]
+            )
+            make = sp.EDMGrid if sampler.grid == "edm" else sp.LogSNRGrid
+            grid = make(sampler.num_steps)
+        case _:
+            raise unknown_name("sampler.grid", sampler.grid, GRID_NAMES)
+    if time_shift != 1.0:
+        grid = sp.ShiftedGrid(grid, time_shift)
+    return grid
+
+
+def build_guidance(guidance: ConfigDict, *, null_label: int) -> GuidanceSpec | None:
+    """CFG settings of ``config.guidance`` (``name="none"`` gives ``None``)."""
+    match guidance.name:
+        case "none":
+            reject_ignored("guidance", guidance, "guidance.name='none'", **GUIDANCE_INERT)
+            return None
+        case "cfg":
+            return GuidanceSpec(
+                scale=float(guidance.scale),
+                interval=tuple(float(v) for v in guidance.interval),
+                guided_channels=int(guidance.guided_channels) or None,
+                null_label=null_label,
+            )
+        case _:
+            raise unknown_name("guidance.name", guidance.name, ("none", "cfg"))
+
+
+def sampler_path(name: str) -> sp.Path:
+    """The path of ``objective.path`` (``nnx_samplers.paths``), which the objective trains on
+    and the velocity adapters sample with."""
+    match name:
+        case "linear":
+            return sp.LinearPath()
+        case "gvp":
+            return sp.GVPPath()
+        case "vp":
+            return sp.VPPath()
+        case _:
+            raise unknown_name("objective.path", name, PATH_NAMES)
+
+
+def _velocity_adapter(prediction: str, path: str) -> Callable[[Callable], Callable]:
+    """Prediction ``g(x, t)`` in the network's parameterisation -> velocity field."""
+    match prediction:
+        case "velocity":
+            return lambda predict: predict
+        case "noise":
+            return lambda predict: sp.VelocityFromNoise(predict, sampler_path(path))
+        case "score":
+            return lambda predict: sp.VelocityFromScore(predict, sampler_path(path))
+        case "x0":
+            return lambda predict: sp.VelocityFromData(predict, sampler_path(path))
+        case _:
+            raise unknown_name("objective.prediction", prediction, PREDICTION_NAMES)
+
+
+def flow_generate(
+    config: ConfigDict,
+    data_shape: tuple[int, ...],
+    *,
+    prediction: str,
+    path: str,
+    null_label: int,
+) -> Callable:
+    """Sampler of ``config.sampler`` for a network predicting ``prediction`` on ``path``.
+
+    Returns ``generate(model, frozen, labels (B,), key) -> (B, *data_shape)``.
+    """
+    return make_flow_generate(
+        solver=build_solver(config.sampler),
+        grid=build_grid(config.sampler, time_shift=config.time_shift),
+        guidance=build_guidance(config.guidance, null_label=null_label),
+        data_shape=data_shape,
+        to_velocity=_velocity_adapter(prediction, path),
+    )
