@@ -158,6 +158,10 @@ def _describe_mismatch(saved: dict, expected: dict) -> str:
     return " | ".join(parts)
 
 
+class _Untrusted(Exception):
+    """A step folder that cannot be trusted; the message is the reason."""
+
+
 class Checkpointer:
     """Saves and restores `TrainState` + data iterator with an orbax ``CheckpointManager``.
 
@@ -251,49 +255,11 @@ class Checkpointer:
         failures = []
         steps = self.all_steps()
         for step in reversed(steps):
-            path = self.step_path(step)
-            if not (path / COMMIT_MARKER).exists():
-                self._reject(failures, step, f"no {COMMIT_MARKER}: partly written or copied")
-                continue
             try:
-                manifest = self.manager.restore(
-                    step, args=ocp.args.Composite(manifest=ocp.args.JsonRestore())
-                ).manifest
-            except Exception as err:  # noqa: BLE001 - any unreadable file means: try older
-                self._reject(failures, step, f"manifest unreadable ({_one_line(err)})")
+                state, position = self._read_step(step, abstract_state, expected)
+            except _Untrusted as reason:
+                self._reject(failures, step, str(reason))
                 continue
-            if manifest["arrays"] != expected:
-                raise CheckpointError(
-                    f"The checkpoint {path} was written by another model "
-                    f"({manifest.get('model')!r}; this run builds {self.model_name!r}): "
-                    f"{_describe_mismatch(manifest['arrays'], expected)}. Use a new --workdir or "
-                    "the config that wrote it."
-                )
-            try:
-                restored = self.manager.restore(
-                    step,
-                    args=ocp.args.Composite(
-                        state=ocp.args.StandardRestore(to_nested(abstract_state))
-                    ),
-                )
-                position = self._data_position(step)
-            except CheckpointError:
-                raise
-            except Exception as err:  # noqa: BLE001
-                self._reject(failures, step, _one_line(err))
-                continue
-            state = from_nested(restored.state, abstract_state)
-            saved = manifest.get("fingerprints")  # absent in checkpoints of older versions
-            if saved is not None:
-                changed = [k for k, v in fingerprints(state).items() if saved.get(k) != v]
-                if changed:
-                    shown = ", ".join(changed[:3]) + (", ..." if len(changed) > 3 else "")
-                    self._reject(
-                        failures,
-                        step,
-                        f"{len(changed)} array(s) differ from their fingerprint ({shown})",
-                    )
-                    continue
             data_iterator.set_state(position)
             self._set_aside([s for s in steps if s > step])
             return state
@@ -302,6 +268,49 @@ class Checkpointer:
             + "; ".join(failures)
             + ". Delete the broken step folders or start a new --workdir."
         )
+
+    def _read_step(self, step: int, abstract_state: Any, expected: dict) -> tuple[Any, dict]:
+        """``(state, data position)`` of one step folder, checked against its manifest.
+
+        Raises:
+          _Untrusted: the step cannot be trusted (the reason says why); try an older one.
+          CheckpointError: the step belongs to another model, or its data positions cannot
+            be split over this run's processes.
+        """
+        path = self.step_path(step)
+        if not (path / COMMIT_MARKER).exists():
+            raise _Untrusted(f"no {COMMIT_MARKER}: partly written or copied")
+        try:
+            manifest = self.manager.restore(
+                step, args=ocp.args.Composite(manifest=ocp.args.JsonRestore())
+            ).manifest
+        except Exception as err:  # noqa: BLE001 - any unreadable file means: try older
+            raise _Untrusted(f"manifest unreadable ({_one_line(err)})") from err
+        if manifest["arrays"] != expected:
+            raise CheckpointError(
+                f"The checkpoint {path} was written by another model "
+                f"({manifest.get('model')!r}; this run builds {self.model_name!r}): "
+                f"{_describe_mismatch(manifest['arrays'], expected)}. Use a new --workdir or "
+                "the config that wrote it."
+            )
+        try:
+            restored = self.manager.restore(
+                step,
+                args=ocp.args.Composite(state=ocp.args.StandardRestore(to_nested(abstract_state))),
+            )
+            position = self._data_position(step)
+        except CheckpointError:
+            raise
+        except Exception as err:  # noqa: BLE001
+            raise _Untrusted(_one_line(err)) from err
+        state = from_nested(restored.state, abstract_state)
+        saved = manifest.get("fingerprints")  # absent in checkpoints of older versions
+        if saved is not None:
+            changed = [k for k, v in fingerprints(state).items() if saved.get(k) != v]
+            if changed:
+                shown = ", ".join(changed[:3]) + (", ..." if len(changed) > 3 else "")
+                raise _Untrusted(f"{len(changed)} array(s) differ from their fingerprint ({shown})")
+        return state, position
 
     def _data_position(self, step: int) -> dict:
         """This process's saved data-iterator state (``data/process_<i>-of-<n>.json``).
