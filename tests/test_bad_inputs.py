@@ -31,13 +31,16 @@ DOCS_TABLE = ROOT / "docs" / "bad_inputs.md"
 EXPECTED = {
     "test_misspelled_config_key": (
         "error: Unknown config key in the overrides: 'num_step' Did you mean \"num_steps\" "
-        'instead of "num_step"? Overrides must name existing keys (see apps/train/README.md '
-        "or the config file)."
+        'instead of "num_step"? Valid keys of config.train: batch_size, log_every, '
+        "max_nonfinite_steps, nonfinite, num_steps. Overrides must name existing keys (see "
+        "apps/train/README.md or the config file)."
     ),
     "test_unknown_config_section": (
         "Unknown config key in the overrides: 'trian' Did you mean \"train\" instead of "
-        '"trian"? Overrides must name existing keys (see apps/train/README.md or the config '
-        "file)."
+        '"trian"? Valid keys of config: autoencoder, checkpoint, data, distributed, ema, eval, '
+        "guidance, loader, logging, model, name, objective, optimizer, sampler, samples, "
+        "schedule, seed, sharding, time_shift, train. Overrides must name existing keys (see "
+        "apps/train/README.md or the config file)."
     ),
     "test_config_value_of_the_wrong_type": (
         "Bad command line: flag --config.train.num_steps=abc: invalid literal for int() with "

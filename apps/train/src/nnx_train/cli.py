@@ -69,6 +69,27 @@ def parse_args(argv: Sequence[str], *, default_config: str | None = None) -> tup
         return _parse(list(argv), default_config)
 
 
+def _valid_keys(argv: list[str], default_config: str) -> str:
+    """`` Valid keys of config.<section>: a, b, ...`` for the first override of ``argv`` that
+    names a missing key (the section is the deepest one that exists), or ``""``."""
+    base = [a for a in argv if not a.startswith("--config.")]
+    try:
+        config, _ = _parse(base, default_config)
+    except ConfigError:
+        return ""
+    for arg in argv:
+        if not arg.startswith("--config."):
+            continue
+        node, where = config, "config"
+        for part in arg.removeprefix("--config.").split("=", 1)[0].split("."):
+            if not isinstance(node, ConfigDict):
+                break
+            if part not in node:
+                return f" Valid keys of {where}: {', '.join(sorted(node.keys()))}."
+            node, where = node[part], f"{where}.{part}"
+    return ""
+
+
 def _parse(argv: list[str], default_config: str) -> tuple[ConfigDict, str]:
     from absl import flags
     from ml_collections import config_flags
@@ -99,8 +120,9 @@ def _parse(argv: list[str], default_config: str) -> tuple[ConfigDict, str]:
         if "Did you mean" in text or isinstance(err, AttributeError | KeyError):
             end = "" if text.endswith(("?", ".")) else "."
             raise ConfigError(
-                f"Unknown config key in the overrides: {text}{end} Overrides must name existing "
-                "keys (see apps/train/README.md or the config file)."
+                f"Unknown config key in the overrides: {text}{end}"
+                f"{_valid_keys(argv, default_config)} Overrides must name existing keys (see "
+                "apps/train/README.md or the config file)."
             ) from err
         end = "" if text.endswith(("?", ".")) else "."
         raise ConfigError(
