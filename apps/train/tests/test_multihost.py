@@ -36,10 +36,14 @@ TIMEOUT_S = 300
 
 # Only the order of floating-point sums differs between the runs: cross-process all-reduces
 # (gloo) against in-process ones in the FSDP gradient reductions and the batch mean of the
-# loss. Measured: loss 7.1e-8 relative (float32 rounding of the mean), parameters and EMA
-# 2.4e-6 of each tensor's largest value after 4 AdamW steps, Frechet distance 1.7e-10.
+# loss. Measured: loss 7.1e-8 relative (float32 rounding of the mean), Frechet distance
+# 1.7e-10. Parameters and EMA are compared to each tensor's largest value after 4 AdamW steps:
+# 2.4e-6 (digits case, jax 0.10.2) and 1.08e-5 (FID case, jax 0.12.0.1, the zero-initialised
+# final adaLN bias). Zero-initialised tensors hold only a few Adam steps of size ~lr, and Adam's
+# normalisation passes the gradients' ~1e-6 relative rounding differences on at full size, so
+# the bar is 1e-4; a wrong batch row or a missing reduction moves tensors by O(1).
 LOSS_TOLERANCE = 1e-6
-PARAM_TOLERANCE = 1e-5
+PARAM_TOLERANCE = 1e-4
 FRECHET_TOLERANCE = 1e-6
 # FID: samples that differ by about 1e-6 quantise to the same uint8 levels except where a value
 # lies within 1e-6 of a level boundary; the rest is float32 summation order in the statistics.
