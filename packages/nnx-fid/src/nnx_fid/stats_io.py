@@ -1,4 +1,4 @@
-"""Reference statistics files: ADM ``.npz``, pytorch-fid ``.npz`` and EDM2 ``.pkl`` (REFERENCE 5.5).
+"""Reference statistics files: ADM ``.npz``, pytorch-fid ``.npz`` and EDM2 ``.pkl``.
 
 ===============  ==========================================================================
 format           contents
