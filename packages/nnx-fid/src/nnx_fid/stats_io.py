@@ -1,5 +1,8 @@
 """Reference statistics files: ADM ``.npz``, pytorch-fid ``.npz`` and EDM2 ``.pkl``.
 
+As written by openai/guided-diffusion ``evaluations/evaluator.py``, mseitzer/pytorch-fid
+``fid_score.py`` and NVlabs/edm2 ``calculate_metrics.py ref``.
+
 ===============  ==========================================================================
 format           contents
 ===============  ==========================================================================
