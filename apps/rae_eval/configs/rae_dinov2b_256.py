@@ -60,7 +60,7 @@ def get_config(variant: str = "autoguidance") -> ml_collections.ConfigDict:
     config.image_size = 256
     config.num_classes = 1000
 
-    # Latents are NHWC (16, 16, 768). The one time-shift value of the run (REFERENCE 3.1):
+    # Latents are NHWC (16, 16, 768). The one time-shift value of the run (Zheng et al. 2025):
     # s = sqrt(C * H * W / 4096) = sqrt(196608 / 4096) = 6.93, read by the sampling grid.
     config.latent = {"channels": _LATENT_CHANNELS, "size": _LATENT_SIZE}
     config.time_shift = math.sqrt(_LATENT_CHANNELS * _LATENT_SIZE**2 / 4096)

@@ -16,7 +16,8 @@ from rae_eval.pipeline import check_config
 def test_published_config_is_consistent(load_config, variant):
     config = load_config("rae_dinov2b_256", variant)
     check_config(config)
-    # REFERENCE 3.1: s = sqrt(768 * 16 * 16 / 4096) = 6.93, read by the grid from one value.
+    # Zheng et al. 2025 (RAE): s = sqrt(768 * 16 * 16 / 4096) = 6.93, read by the grid from
+    # one value.
     assert (
         config.time_shift
         == pytest.approx(math.sqrt(196608 / 4096))

@@ -8,7 +8,7 @@ Command (latents extracted from [0, 1] pixels, EDM2's convention)::
     uv run apps/train --config apps/train/configs/edm2.py --workdir runs/edm2_s \\
         --config.data.path=/data/in512_sdvae_edm2 --config.autoencoder.weights=...
 
-Paper setup (EDM2, Karras et al. 2024; REFERENCE §2.6, §3.4): EDM2-S (model_channels 192,
+Paper setup (EDM2, Karras et al. 2024): EDM2-S (model_channels 192,
 channel_mult (1, 2, 3, 4), 3 blocks per level, attention at 16 and 8, dropout 0) on 64x64x4
 latents standardised with raw_mean (5.81, 3.25, 0.12, -2.15) and raw_std (4.17, 4.62, 3.71,
 3.28) to std 0.5; EDM preconditioning (sigma_data 0.5) with ln sigma ~ N(-0.4, 1.0) and the

@@ -6,7 +6,7 @@ Command::
         --config.data.path=/data/imagenet256_sdvae_latents --config.autoencoder.weights=... \\
         --config.sharding.strategy=fsdp --config.sharding.data=1 --config.sharding.fsdp=-1
 
-Setup (LightningDiT, Yao et al. 2025, as run by DiffuseNNX; REFERENCE §2.2, §6): LightningDiT-
+Setup (LightningDiT, Yao et al. 2025, as run by willisma/diffuse_nnx): LightningDiT-
 XL/2 (1152 wide, 28 blocks, 16 heads, patch 2) on 32x32x4 SD-VAE latents; linear path,
 velocity, logit-normal(0, 1) t, class dropout 0.1; AdamW lr 2e-4, betas (0.9, 0.95), batch
 1024, EMA 0.9999; 100k steps = 80 epochs at batch 1024. The paper trains XL/1 on VA-VAE f16d32

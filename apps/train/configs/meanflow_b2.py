@@ -5,7 +5,7 @@ Command::
     uv run apps/train --config apps/train/configs/meanflow_b2.py --workdir runs/meanflow_b2 \\
         --config.data.path=/data/imagenet256_sdvae_latents --config.autoencoder.weights=...
 
-Paper setup (MeanFlow, Geng et al. 2025; DiffuseNNX; REFERENCE §3.3, §6): DiT-B/2 with a second
+Paper setup (MeanFlow, Geng et al. 2025; willisma/diffuse_nnx): DiT-B/2 with a second
 time embedding (t - r), on 32x32x4 SD-VAE latents; (t, r) both logit-normal(-0.4, 1.0), ordered,
 r = t for 75% of the rows; target u_tgt = v - (t - r) du/dt by jax.jvp; adaptive weight with
 p = 1, c = 0.01 (official; DiffuseNNX uses c = 1.0); training-time CFG omega 0.2, kappa 0.92

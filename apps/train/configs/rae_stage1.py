@@ -6,7 +6,7 @@ Command::
         --config.data.path=/data/imagenet/train \\
         --config.objective.encoder.weights=/weights/dinov2-with-registers-base.safetensors
 
-Paper setup (RAE, Zheng et al. 2025; REFERENCE §2.5): encoder DINOv2-B with 4 registers at
+Paper setup (RAE, Zheng et al. 2025): encoder DINOv2-B with 4 registers at
 224 px (bicubic without antialias, ImageNet mean/std), final LayerNorm without affine,
 registers and CLS dropped -> 16 x 16 x 768 tokens, frozen; decoder ViT-XL (1152 wide, 28
 layers, 16 heads, MLP 4096, patch 16 -> 256 px); noise augmentation tokens + sigma eps with

@@ -6,7 +6,7 @@ Command (latents written by ``tools/extract_latents.py --encoder rae``, already 
         --config.data.path=/data/imagenet256_rae_latents \\
         --config.sharding.strategy=fsdp --config.sharding.data=1 --config.sharding.fsdp=-1
 
-Paper setup (RAE, Zheng et al. 2025; REFERENCE §2.2, §2.5, §3.5, §6): DiT-DH-XL (trunk 1152 wide,
+Paper setup (RAE, Zheng et al. 2025): DiT-DH-XL (trunk 1152 wide,
 28 blocks, 16 heads; head 2048 wide, 2 blocks, 16 heads; patch 1) on 16x16x768 latents of a
 frozen DINOv2-B with registers, normalised per element with the published statistics; linear
 path, velocity, logit-normal(0, 1) t followed by the resolution shift s = sqrt(196608 / 4096)

@@ -7,7 +7,7 @@ Command (pixels in, SD-VAE encoding on the fly; DINOv2 sees the same pixels)::
         --config.autoencoder.weights=/weights/sd-vae-ft-ema.safetensors \\
         --config.objective.encoder.weights=/weights/dinov2-base.safetensors
 
-Paper setup (REPA, Yu et al. 2025; REFERENCE §3.5, §6): SiT-XL/2 on 32x32x4 SD-VAE latents;
+Paper setup (REPA, Yu et al. 2025): SiT-XL/2 on 32x32x4 SD-VAE latents;
 projector Linear-SiLU-Linear-SiLU-Linear (width 2048) on the tokens after block 8 (DiffuseNNX
 ships 4); target DINOv2-B patch tokens of the image resized bicubically to 224, no gradient to
 the encoder; loss = flow + 0.5 * mean(-cos); linear path, velocity, uniform t, class dropout

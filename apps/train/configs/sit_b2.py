@@ -10,7 +10,7 @@ Command::
     # smoke run on synthetic data with a tiny model:
     uv run apps/train --config apps/train/configs/sit_b2.py:tiny --workdir /tmp/sit_b2_tiny
 
-Paper setup (SiT, Ma et al. 2024; DiffuseNNX config; REFERENCE §6): DiT-B/2 (768 wide, 12
+Paper setup (SiT, Ma et al. 2024; willisma/diffuse_nnx config): DiT-B/2 (768 wide, 12
 blocks, 12 heads, patch 2) on 32x32x4 latents (scale 0.18215), linear path, velocity
 prediction, uniform t, class dropout 0.1; AdamW lr 1e-4, betas (0.9, 0.999), no weight decay,
 no warm-up, no clipping, fp32, batch 256, EMA 0.9999; 400k steps = 80 epochs (7M in the

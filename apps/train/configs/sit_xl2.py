@@ -6,7 +6,7 @@ Command::
         --config.data.path=/data/imagenet256_sdvae_latents --config.autoencoder.weights=... \\
         --config.sharding.strategy=fsdp --config.sharding.data=1 --config.sharding.fsdp=-1
 
-Paper setup (SiT; REFERENCE §6): DiT-XL/2 (1152 wide, 28 blocks, 16 heads, patch 2, 675M
+Paper setup (SiT, Ma et al. 2024): DiT-XL/2 (1152 wide, 28 blocks, 16 heads, patch 2, 675M
 parameters), otherwise as `sit_b2`: AdamW lr 1e-4, betas (0.9, 0.999), batch 256, EMA 0.9999,
 fp32, no warm-up/clipping/weight decay; 7M steps in the paper (400k = 80 epochs for the
 DiffuseNNX comparison). FSDP is the suggested strategy above 8 devices.

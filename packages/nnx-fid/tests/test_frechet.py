@@ -18,7 +18,7 @@ def test_unit_mean_shift_in_2048_dims():
 
 
 def test_two_by_two_by_hand():
-    # tr sqrt(S1 S2) = sqrt(tr(S1 S2) + 2 sqrt(det S1 det S2)) for 2 x 2 (REFERENCE 5.6).
+    # tr sqrt(S1 S2) = sqrt(tr(S1 S2) + 2 sqrt(det S1 det S2)) for 2 x 2 (closed form).
     s1 = np.array([[2.0, 0.5], [0.5, 1.0]])
     s2 = np.array([[1.0, -0.3], [-0.3, 3.0]])
     by_hand = (

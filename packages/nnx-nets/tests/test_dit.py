@@ -174,7 +174,7 @@ def test_meanflow_dit_adds_the_interval_embedding():
 
     @jax.jit
     def jvp(state, x, r, t):
-        """MeanFlow's du/dt along (dx, dt) = (v, 1), through attention (REFERENCE §3.3)."""
+        """MeanFlow's du/dt along (dx, dt) = (v, 1), through attention (Geng et al. 2025)."""
 
         def u(xx, tt):
             return nnx.merge(graphdef, state)(xx, r, tt, y)

@@ -2,9 +2,9 @@
 
 Counts come from ``nnx.eval_shape`` of the real constructors and are compared with
 (a) closed forms derived layer by layer, written independently below, and (b) the
-published figures: REFERENCE §2.1 (facebookresearch/DiT, 2-decimal table; paper 675 M
-for XL/2) and RAE's DiT-DH-XL (~839 M, a third-party figure that counts upstream's
-fixed ``pos_embed`` as a parameter).
+published figures: facebookresearch/DiT models.py counted to 2 decimals (Peebles & Xie
+2023 give 675 M for XL/2) and RAE's DiT-DH-XL (~839 M, a third-party figure that counts
+upstream's fixed ``pos_embed`` as a parameter).
 """
 
 import jax
@@ -53,13 +53,14 @@ def linear(n_in, n_out):
 def dit_closed_form(hidden, depth, patch, channels, classes, learn_sigma):
     d, out = hidden, channels * (2 if learn_sigma else 1)
     block = 4 * linear(d, d) + linear(d, 4 * d) + linear(4 * d, d) + linear(d, 6 * d)
-    assert block == 18 * d * d + 15 * d  # REFERENCE §2.1
+    assert block == 18 * d * d + 15 * d  # facebookresearch/DiT models.py, ``DiTBlock``
     embed = (patch * patch * channels * d + d) + linear(256, d) + linear(d, d) + (classes + 1) * d
     final = linear(d, 2 * d) + linear(d, patch * patch * out)
     return depth * block + embed + final
 
 
-# REFERENCE §2.1: millions of parameters at 32x32x4, learn-sigma, 1000 + 1 classes.
+# Counted from facebookresearch/DiT models.py: millions of parameters at 32x32x4,
+# learn-sigma, 1000 + 1 classes.
 DIT_TABLE = {
     "S": (32.87, 32.92, 33.14),
     "B": (130.32, 130.43, 130.87),
@@ -86,7 +87,7 @@ def test_all_twelve_dit_presets():
         assert abs(count / 1e6 - published) < 0.005 + 1e-9, (name, count)  # 2-decimal table
         counts[name] = count
     assert abs(counts["DiT-XL/2"] / 675e6 - 1) < 1e-3  # the paper's 675 M, within 0.1%
-    # Without learn-sigma the final projection loses D * 4 p^2 + 4 p^2 (REFERENCE §2.1).
+    # Without learn-sigma the final projection loses D * 4 p^2 + 4 p^2 (DiT ``FinalLayer``).
     no_sigma = count_params(
         lambda rngs: dit_from_preset("DiT-XL/2", input_size=32, in_channels=4, rngs=rngs)
     )

@@ -102,7 +102,8 @@ def test_linear_path_closed_forms(jit):
         ]
 
     x0_hat, eps_hat, score_hat = from_velocity(v, x, t)
-    # REFERENCE §3: x0 = x - t v, eps = x + (1 - t) v, score = -(x + (1 - t) v) / t.
+    # Linear path (SiT, Ma et al. 2024):
+    # x0 = x - t v, eps = x + (1 - t) v, score = -(x + (1 - t) v) / t.
     np.testing.assert_allclose(x0_hat, x - tt * v, rtol=1e-6, atol=1e-6)
     np.testing.assert_allclose(eps_hat, x + (1 - tt) * v, rtol=1e-6, atol=1e-6)
     np.testing.assert_allclose(score_hat, -(x + (1 - tt) * v) / tt, rtol=1e-5, atol=1e-5)

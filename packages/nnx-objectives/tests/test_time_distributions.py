@@ -84,7 +84,8 @@ def test_shift_formula_and_resolution_value():
         shifted[inner] / (1 - shifted[inner]), 6.93 * t[inner] / (1 - t[inner]), rtol=1e-5
     )
     assert shifted[0] == 0.0 and shifted[-1] == 1.0
-    # REFERENCE §3.1: RAE at 256 px (768 x 16 x 16) gives s = 6.93; at 512 px 13.86.
+    # Zheng et al. 2025 (RAE), s = sqrt(dim / 4096): 256 px (768 x 16 x 16) gives s = 6.93;
+    # at 512 px 13.86.
     assert resolution_shift(768 * 16 * 16) == pytest.approx(6.9282, abs=1e-4)
     assert resolution_shift(768 * 32 * 32) == pytest.approx(13.8564, abs=1e-4)
     with pytest.raises(ValueError, match="positive"):

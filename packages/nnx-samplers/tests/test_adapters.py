@@ -130,7 +130,7 @@ def test_edm_change_of_variables():
 
 
 def test_edm_score_sign(mixture, points):
-    """REFERENCE §7.4: the seed's EDM score had the wrong sign. In EDM variables the score
+    """The seed (willisma/diffuse_nnx) had the EDM score's sign wrong. In EDM variables the score
     is (D - x_E) / sigma_E^2; by the chain rule the linear-path score is that over 1 - t."""
 
     @jax.jit

@@ -100,7 +100,7 @@ def test_fitted_order_of_convergence(name, mixture, reference_solver):
 
 
 def test_heun_is_not_euler_on_exponential_growth():
-    """REFERENCE §4.1: v = -x from t = 1 to 0 in 10 steps; the exact value is e.
+    """Closed form: v = -x from t = 1 to 0 in 10 steps; the exact value is e.
 
     Euler gives (1 + h)^10 = 2.59374; Heun (1 + h + h^2/2)^9 (1 + h) = 2.70181 with the final
     Euler step and 1.105^10 = 2.71408 without. float32 round-off over 10 steps is below

@@ -167,7 +167,7 @@ def test_final_norm_without_affine():
 
 
 def _hub_dict(file_dict: dict, depth: int) -> dict:
-    """The torch-hub layout of the same weights, written from REFERENCE 2.3 / timm's filter."""
+    """The torch-hub layout of the same weights, from facebookresearch/dinov2 / timm's filter."""
     out = {
         "cls_token": file_dict["embeddings.cls_token"],
         "mask_token": file_dict["embeddings.mask_token"],

@@ -20,7 +20,7 @@ torch.set_num_threads(1)
 
 
 def test_reads_rae_statistics_layout(tmp_path):
-    # RAE's stat.pt: {"mean": None, "var": [C, H, W]} (REFERENCE.md 2.5).
+    # RAE's stat.pt: {"mean": None, "var": [C, H, W]} (HF nyu-visionx/RAE-collections).
     generator = torch.Generator().manual_seed(0)
     var = torch.rand(8, 4, 4, generator=generator) * 9.0 + 0.005
     path = tmp_path / "stat.pt"

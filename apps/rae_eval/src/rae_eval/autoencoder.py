@@ -1,7 +1,7 @@
 """The RAE autoencoder: frozen DINOv2 encoder, latent normalisation, ViT decoder.
 
 Zheng et al. (2025), "Diffusion Transformers with Representation Autoencoders", sec. 3 and
-RAE ``src/stage1/rae.py`` (REFERENCE.md, section 2.5), in NHWC and model pixels [-1, 1]:
+RAE ``src/stage1/rae.py``, in NHWC and model pixels [-1, 1]:
 
     encode:  u = (x + 1) / 2                                   # [-1, 1] -> [0, 1]
              u = bicubic_torch(u, input_size)                  # PyTorch bicubic, no antialias
@@ -28,7 +28,7 @@ __all__ = ["RepresentationAutoencoder", "resize_bicubic_torch"]
 def resize_bicubic_torch(images: jax.Array, size: int) -> jax.Array:
     """PyTorch's ``F.interpolate(mode="bicubic", align_corners=False)`` (no antialias), NHWC.
 
-    RAE resizes its [0, 1] images to the encoder's 224 px this way (REFERENCE.md, section 2.5).
+    RAE resizes its [0, 1] images to the encoder's 224 px this way (RAE ``src/stage1/rae.py``).
     The resize is separable and linear; nnx-nets builds exactly this kernel (Keys' cubic,
     ``a = -0.75``, half-pixel centres, clamped borders) for transformers' DINOv2 position table
     (its ``"bicubic"`` mode), so the same function resizes each square image. Values are not

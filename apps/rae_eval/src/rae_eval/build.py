@@ -108,7 +108,7 @@ def build_grid(section: Mapping, time_shift: float) -> ShiftedGrid:
     """``ShiftedGrid(UniformGrid(num_steps, t_start, t_end), time_shift)``.
 
     ``time_shift`` is the run's single shift value (``config.time_shift``), the one the
-    stage-2 model was trained with (REFERENCE.md, section 3.1).
+    stage-2 model was trained with (Zheng et al. 2025, RAE).
     """
     base = UniformGrid(
         int(section["num_steps"]), t_start=float(section["t_start"]), t_end=float(section["t_end"])

@@ -6,7 +6,7 @@ for at, where it is published and the command that fetches it. A file that exist
 fit the configured network raises :class:`CheckpointMismatchError` naming the file and every
 offending key (from nnx-weightconv's ``ConversionError``).
 
-Published locations (REFERENCE.md, section 2.5):
+Published locations (Zheng et al. 2025, RAE release):
 
 =================  ===============================================================================
 role               published at

@@ -3,7 +3,7 @@
 A small CNN trained by the app on the real training split only (never on generated data, never
 on the held-out split). Its held-out accuracy says how far it can be trusted; its accuracy on
 generated images with requested labels measures class fidelity, and its penultimate features
-give a Frechet distance between generated and held-out real images (REFERENCE §1.6).
+give a Frechet distance between generated and held-out real images (Heusel et al. 2017).
 """
 
 from __future__ import annotations

@@ -73,7 +73,7 @@ def sdvae_latents(config: ConfigDict, *, resolution: int = 256, edm2: bool = Fal
 
     DiT / SiT / REPA scale latents by 0.18215; EDM2 standardises them per channel with
     ``raw_mean [5.81, 3.25, 0.12, -2.15]`` and ``raw_std [4.17, 4.62, 3.71, 3.28]`` to std 0.5
-    (REFERENCE §2.4; never mix the two).
+    (NVlabs/edm2 ``training/encoders.py``; never mix the two).
     """
     side = resolution // 8
     config.data = latent_data(num_classes=1000, posterior="mean_std")
@@ -111,7 +111,7 @@ def base_config() -> ConfigDict:
     config.name = "base"
     config.seed = 0
     # One value read by the objective's time distribution and by the sampling grid
-    # (REFERENCE §3.1: training and sampling must agree; 1.0 means no shift).
+    # (Zheng et al. 2025, RAE: training and sampling must agree; 1.0 means no shift).
     config.time_shift = 1.0
     config.data = synthetic_data()
     config.loader = ConfigDict({"read_threads": 4, "prefetch_batches": 4})

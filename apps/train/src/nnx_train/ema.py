@@ -2,7 +2,7 @@
 
 ``ema <- decay * ema + (1 - decay) * params`` after every optimiser step. The averages start
 as a copy of the initial parameters, never at zero: the seed started from zeros without
-bias correction and was at 63% of scale after 10k steps at 0.9999 (REFERENCE §7.5).
+bias correction and was at 63% of scale after 10k steps at 0.9999 (willisma/diffuse_nnx).
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 wandb is imported lazily (1-2 s) and only when used. Without ``WANDB_API_KEY`` it runs in
 the configured offline or disabled mode, because ``wandb.init`` raises "No API key
-configured" otherwise (REFERENCE §1.2). The key is read by wandb from the environment and
+configured" otherwise (wandb 0.31.0). The key is read by wandb from the environment and
 never written by this module.
 """
 

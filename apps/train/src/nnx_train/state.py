@@ -3,7 +3,7 @@
 ``TrainState`` is a flat record of arrays (parameters, non-trainable model variables,
 optimiser state, EMA copies, step, RNG key, count of skipped steps). The model's graph
 definition stays outside it: the train step is a pure function of this pytree (split once,
-merged inside ``jax.jit``), which is the fast NNX path of REFERENCE §1.4.
+merged inside ``jax.jit``), the fastest NNX path in per-call timings measured on a 2-core CPU.
 """
 
 from __future__ import annotations

@@ -7,7 +7,8 @@ The state argument is donated, so parameters, optimiser moments and EMAs are upd
 Non-finite guard: when the loss or the gradient norm is NaN/Inf, the step keeps the previous
 parameters, optimiser state and EMAs (the step counter still advances, so the data and the
 RNG move on) and counts the event in ``num_nonfinite``; the loop then skips or stops
-according to ``train.nonfinite``. EDM2 zeroes non-finite gradients instead (REFERENCE §3.4).
+according to ``train.nonfinite``. EDM2 zeroes non-finite gradients instead
+(NVlabs/edm2 ``training/training_loop.py``).
 """
 
 from __future__ import annotations
@@ -60,7 +61,7 @@ def make_train_step(
 
     Returns:
       The unjitted step; metrics are float32 scalars ``loss``, ``grad_norm`` (the norm, not
-      its square: REFERENCE §7.7), ``learning_rate``, ``nonfinite`` and the means of the
+      its square, as in willisma/diffuse_nnx), ``learning_rate``, ``nonfinite`` and the means of the
       objective's auxiliary values.
     """
     decays = tuple(float(d) for d in ema_decays)

@@ -121,7 +121,7 @@ def encoder_input(images: jax.Array, resolution: int, *, antialias: bool) -> jax
     """[-1, 1] RGB images -> the input of a DINOv2 encoder.
 
     ``[0, 1]``, bicubic resize to ``resolution`` (REPA: 224 for 256-px images, with
-    antialias; RAE: without, ``'bicubic-pytorch'`` in REFERENCE §2.5), ImageNet mean/std.
+    antialias; RAE: without, ``'bicubic-pytorch'``, RAE ``src/stage1/rae.py``), ImageNet mean/std.
     Grey images are repeated to three channels.
     """
     x = (images.astype(jnp.float32) + 1.0) / 2.0
@@ -191,7 +191,7 @@ class RAEStage1:
     """RAE stage 1: train a decoder on a frozen DINOv2's tokens with noise augmentation.
 
     ``tokens = DINOv2(encoder_input(x))["patch_tokens"]`` (grid ``g x g``), then
-    ``tokens + sigma eps`` with ``sigma ~ noise_max * U(0, 1)`` per image (REFERENCE §2.5,
+    ``tokens + sigma eps`` with ``sigma ~ noise_max * U(0, 1)`` per image (RAE stage 1,
     off at inference), decoded to pixels and compared with ``l1_weight |.|_1 +
     l2_weight |.|_2^2`` (per-pixel means). RAE adds LPIPS and a GAN loss with a DINO-S/8
     discriminator; their weights are not available offline and they are not part of this

@@ -2,7 +2,7 @@
 
 EDM2 loads torch-hub ``dinov2_vitl14`` (no registers), whose position table is resized to the
 16 x 16 grid of a 224 px input in scale-factor mode (``pos_embed_interpolation=
-"bicubic_offset"`` in nnx-nets; REFERENCE.md, 2.3 and 5.7). The torch-hub checkpoint
+"bicubic_offset"`` in nnx-nets; NVlabs/edm2 FD-DINOv2). The torch-hub checkpoint
 ``dinov2_vitl14_pretrain.pth`` and the HF ``facebook/dinov2-large`` files hold the same tensors
 under different keys; nnx-weightconv's ``load_dinov2`` detects the layout.
 """

@@ -8,7 +8,7 @@ Follows guided-diffusion's ``evaluations/evaluator.py``:
 - precision / recall compare the reference images' pool3 features with all samples (k = 3).
 
 Every result records how it was computed (front end, quantisation, split rule, counts), so that
-numbers computed with different knobs are never confused (REFERENCE.md, 5.8).
+numbers computed with different knobs are never confused (Parmar et al. 2022, clean-fid).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Frechet distance between Gaussians, in float64 numpy on the host (REFERENCE.md, 5.6).
+"""Frechet distance between Gaussians, in float64 numpy on the host (Heusel et al. 2017).
 
 Heusel et al. (2017), Eq. 6 (Dowson & Landau, 1982)::
 
@@ -8,7 +8,7 @@ Heusel et al. (2017), Eq. 6 (Dowson & Landau, 1982)::
 no complex arithmetic and no ``+eps I`` retries: for any ``R`` with ``R R^T = S1``, ``S1 S2`` has
 the non-zero eigenvalues of the symmetric PSD ``R^T S2 R``, so
 ``tr((S1 S2)^(1/2)) = sum_i sqrt(max(lambda_i, 0))`` with ``lambda = eigvalsh(R^T S2 R)``
-(:func:`trace_sqrt_product`; ``R`` from a pivoted Cholesky). This is REFERENCE 5.6's eigenvalue
+(:func:`trace_sqrt_product`; ``R`` from a pivoted Cholesky). This is the usual eigenvalue
 method with a Cholesky factor in place of the ``eigh`` square root; both agree with ``sqrtm``
 to ~1e-15 relative on positive-definite covariances.
 

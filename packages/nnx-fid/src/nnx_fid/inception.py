@@ -1,7 +1,7 @@
 """InceptionV3 of the FID variant (inception-2015-12-05, as pytorch-fid's ``fid_inception_v3``).
 
 Szegedy et al., "Rethinking the Inception Architecture for Computer Vision" (2016), with the
-quirks of the TF graph that every FID implementation runs (REFERENCE.md, 5.2):
+quirks of the TF graph that every FID implementation runs (mseitzer/pytorch-fid inception.py):
 
 - every conv is ``conv (no bias) -> BatchNorm (eps 1e-3, running statistics) -> ReLU``;
 - the pool branch of Mixed_5b-5d (A), 6b-6e (C) and 7b (E_1) is a 3 x 3 average pool, stride 1,

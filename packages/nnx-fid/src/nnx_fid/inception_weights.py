@@ -1,7 +1,8 @@
 """Conversion of pytorch-fid's ``pt_inception-2015-12-05-6726825d.pth`` into :class:`InceptionV3`.
 
 The file is a torchvision ``Inception3(num_classes=1008, aux_logits=False)`` state dict ported
-from TF's inception-2015-12-05 graph (REFERENCE.md, 5.2). Key mapping (torch -> NNX)::
+from TF's inception-2015-12-05 graph (mseitzer/pytorch-fid inception.py).
+Key mapping (torch -> NNX)::
 
     <block>.conv.weight        (O, I, kh, kw) -> <block>.conv.kernel (kh, kw, I, O)
     <block>.bn.weight / .bias  (C,)            -> <block>.bn.scale / .bn.bias        (Params)

@@ -1,6 +1,7 @@
 """Input front-ends of the feature networks: uint8 NHWC in, normalised float32 NHWC out.
 
-Inception (REFERENCE.md, 5.3), resized to 299 x 299:
+Inception (openai/guided-diffusion evaluations/evaluator.py; mseitzer/pytorch-fid
+inception.py), resized to 299 x 299:
 
 =================  ==========================================  ==============================
 front end          resize                                      normalise

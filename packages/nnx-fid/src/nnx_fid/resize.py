@@ -16,7 +16,8 @@ mode              source coordinate                    used by
 
 then ``i0 = floor(s)``, ``i1 = min(i0 + 1, in - 1)`` (last index clamped) and
 ``out[j] = (1 - (s - i0)) in[i0] + (s - i0) in[i1]``. Upsampling ``[0, 10]`` to 4 samples gives
-``[0, 5, 10, 10]`` in ``tf1`` and ``[0, 2.5, 7.5, 10]`` in ``pytorch_fid`` (REFERENCE.md, 5.3).
+``[0, 5, 10, 10]`` in ``tf1`` and ``[0, 2.5, 7.5, 10]`` in ``pytorch_fid`` (by hand from
+the formulas above).
 Neither mode antialiases when it downsamples, as neither reference does.
 
 ``jax.image.scale_and_translate`` reproduces ``tf1`` only at some sizes (it renormalises border

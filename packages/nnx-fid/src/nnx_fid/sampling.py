@@ -1,8 +1,8 @@
 """The evaluation sampling loop: class-balanced labels, device-sharded batches, deterministic.
 
-Random labels cost about 0.1 FID against class-balanced ones (REFERENCE.md, 5.8), so labels are
-balanced: every class appears ``N // C`` times, and the ``N mod C`` extra labels go to distinct
-classes chosen at random; the whole list is then shuffled. With ``N`` divisible by ``C`` every
+Random labels cost about 0.1 FID against class-balanced ones (reported upstream; not
+re-measured here), so labels are balanced: every class appears ``N // C`` times, and the
+``N mod C`` extra labels go to distinct classes chosen at random; the whole list is then shuffled. With ``N`` divisible by ``C`` every
 class appears exactly ``N / C`` times. Labels and per-batch keys depend only on ``seed``.
 
 Batches have a fixed global size (the last one is padded with repeated labels and the padded

@@ -1,4 +1,7 @@
-"""Reference statistics files: ADM ``.npz``, pytorch-fid ``.npz`` and EDM2 ``.pkl`` (REFERENCE 5.5).
+"""Reference statistics files: ADM ``.npz``, pytorch-fid ``.npz`` and EDM2 ``.pkl``.
+
+As written by openai/guided-diffusion ``evaluations/evaluator.py``, mseitzer/pytorch-fid
+``fid_score.py`` and NVlabs/edm2 ``calculate_metrics.py ref``.
 
 ===============  ==========================================================================
 format           contents

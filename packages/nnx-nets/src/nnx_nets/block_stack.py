@@ -5,7 +5,7 @@ conversion specs and logical-axis metadata do not depend on how the blocks are r
 With ``scan=True`` the per-block states are stacked at call time and the blocks run
 under one ``jax.lax.scan``: one block is traced and compiled instead of ``depth``, and
 together with ``remat=True`` only the residual stream between blocks is kept for the
-backward pass (REFERENCE §1.5: 26 GB -> 3.45 GB for DiT-S/2 at 32x32x4, batch 128).
+backward pass (measured on a 2-core CPU: 26 GB -> 3.45 GB for DiT-S/2 at 32x32x4, batch 128).
 
 The residual stream is constrained to ``("batch", "seq", "embed")`` on entry and after every
 block (identity outside a sharding context, see `nnx_nets.activation_axes`): under sequence

@@ -2,7 +2,8 @@
 
 DINOv2 stores a position table for a 37 x 37 patch grid (518 px at patch 14). Other input sizes
 resample the table, and the published implementations do it in three different ways that differ
-by up to 35% on a random table (REFERENCE.md, section 2.3):
+by up to 35% on a random table (measured on this project's CPU; facebookresearch/dinov2
+``DinoVisionTransformer.interpolate_pos_encoding``, transformers ``Dinov2Embeddings``):
 
 ================================  ==========================================================
 mode                              used by

@@ -25,7 +25,8 @@ from nnx_nets.block_stack import call_block
 from nnx_nets.mp_layers import MPConv, MPFourier, mp_cat, mp_silu, mp_sum, normalize
 from nnx_nets.vision_attention import PrecisionLike, matmul_precision
 
-# model_channels and dropout of the ImageNet-512 presets (REFERENCE.md, section 2.6).
+# model_channels and dropout of the ImageNet-512 presets (NVlabs/edm2 ``train_edm2.py``,
+# ``config_presets``).
 EDM2_PRESETS: dict[str, dict] = {
     "edm2-img512-xxs": {"model_channels": 64, "dropout": 0.0},
     "edm2-img512-xs": {"model_channels": 128, "dropout": 0.0},

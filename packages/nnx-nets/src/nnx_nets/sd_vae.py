@@ -11,7 +11,7 @@ single-head attention in each mid block, 1x1 ``quant_conv`` / ``post_quant_conv`
 
 Diffusion models work on ``z * scaling_factor`` (0.18215) for DiT/SiT/REPA inputs in [-1, 1];
 EDM2 instead encodes [0, 1] images and standardises the posterior with its own statistics
-(REFERENCE.md, section 2.4): keep the two conventions apart.
+(NVlabs/edm2 ``training/encoders.py``, ``StabilityVAEEncoder``): keep the two conventions apart.
 """
 
 from __future__ import annotations

@@ -29,7 +29,7 @@ from nnx_nets.vision_attention import PrecisionLike, VisionSelfAttention, dense,
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
-# name: hidden_size, depth, num_heads, intermediate_size (REFERENCE.md, section 2.5).
+# name: hidden_size, depth, num_heads, intermediate_size (Zheng et al. 2025, RAE decoder configs).
 RAE_DECODER_PRESETS: dict[str, dict] = {
     "ViT-B": {"hidden_size": 768, "depth": 12, "num_heads": 12, "intermediate_size": 3072},
     "ViT-L": {"hidden_size": 1024, "depth": 24, "num_heads": 16, "intermediate_size": 4096},

@@ -2,7 +2,7 @@
 
 Time convention: ``t`` in [0, 1], 0 = data, 1 = noise; ``x_t = alpha x0 + sigma eps`` and
 ``v = alpha' x0 + sigma' eps``. Every prediction is an invertible affine function of the pair
-``(x0, eps)`` given ``x_t``, so converting goes through that pair (REFERENCE §3):
+``(x0, eps)`` given ``x_t``, so converting goes through that pair (as in SiT, Ma et al. 2024):
 
 * velocity: ``x0 = (sigma' x - sigma v) / det``, ``eps = (alpha v - alpha' x) / det`` with
   ``det = alpha sigma' - alpha' sigma`` (linear path: ``det = 1``, ``x0 = x - t v``,

@@ -2,7 +2,7 @@
 
 Time convention: ``t`` in [0, 1], ``t = 0`` is data, ``t = 1`` is noise,
 ``x_t = alpha(t) x0 + sigma(t) eps`` and ``v = alpha'(t) x0 + sigma'(t) eps``. Solving the two
-linear relations for the unknown pair gives every conversion (REFERENCE §3):
+linear relations for the unknown pair gives every conversion (as in SiT, Ma et al. 2024):
 
 * ``x0 = (sigma' x - sigma v) / (alpha sigma' - alpha' sigma)``,
 * ``eps = (alpha v - alpha' x) / (alpha sigma' - alpha' sigma)``, ``score = -eps / sigma``;

@@ -2,7 +2,7 @@
 
 Time convention: ``t`` in [0, 1], ``t = 0`` is data, ``t = 1`` is noise. For any ``D(t) >= 0``
 the SDE ``dx = [v - D(t) score] dt + sqrt(2 D(t)) dW`` run from ``t = 1`` down to 0 has the
-same marginals as the probability-flow ODE ``dx = v dt`` (REFERENCE §4.1 writes ``w = 2 D``).
+same marginals as the probability-flow ODE ``dx = v dt`` (SiT, Ma et al. 2024, writes ``w = 2 D``).
 ``D`` is SiT's ``diffusion`` with its ``diffusion_norm`` as ``scale``; SiT's own time runs
 the other way, so ``t_SiT = 1 - t`` has been substituted in every formula below.
 """

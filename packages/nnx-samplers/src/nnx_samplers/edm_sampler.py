@@ -38,7 +38,8 @@ class EDMStochastic:
     With ``s_churn = 0`` it is EDM's deterministic Heun sampler (Alg. 1): 2N - 1 NFE.
     ``s_tmin`` and ``s_tmax`` are EDM noise levels (as in the paper), not times. The grid
     must start below ``t = 1`` (``sigma_E`` is infinite there): use ``EDMGrid``.
-    ImageNet-64 used s_churn 40, s_tmin 0.05, s_tmax 50, s_noise 1.003 (REFERENCE, unverified).
+    ImageNet-64 used s_churn 40, s_tmin 0.05, s_tmax 50, s_noise 1.003
+    (Karras et al. 2022, Table 5; unverified).
 
     Attributes:
       s_churn: total amount of stochasticity; 0 is deterministic.

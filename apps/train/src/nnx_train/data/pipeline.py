@@ -15,7 +15,7 @@ whichever process reads it. With one process the order is exactly the one of
 ``MapDataset.source -> shuffle -> random_map -> repeat -> batch``.
 
 Grain's iterator state is the index of the next local batch, equal on every process, so a
-resumed run continues the exact data order (REFERENCE §7.8: the seed's sampler restarted at 0).
+resumed run continues the exact data order (willisma/diffuse_nnx restarted at 0).
 """
 
 from __future__ import annotations

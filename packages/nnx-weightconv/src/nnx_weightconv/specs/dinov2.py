@@ -1,6 +1,7 @@
 """Conversion spec for :class:`nnx_nets.DINOv2` (plain and ``-with-registers``).
 
-Three key layouts are accepted (REFERENCE.md, section 2.3):
+Three key layouts are accepted (transformers ``Dinov2Model``; facebookresearch/dinov2
+``vision_transformer.py``):
 
 - ``"hf"``: the files on the HF hub (``facebook/dinov2-*``, ``-with-registers-*``), also what
   ``save_pretrained`` of transformers 5 writes: ``embeddings.*``,
