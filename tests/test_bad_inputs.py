@@ -343,7 +343,7 @@ def test_weights_file_path_that_does_not_exist(tmp_path):
 def test_nan_loss_with_the_stop_policy():
     import jax.numpy as jnp
 
-    from nnx_train.train import _check_nonfinite
+    from nnx_train.run import check_nonfinite
 
     run = types.SimpleNamespace(
         config=_digits("train.nonfinite=stop"),
@@ -351,7 +351,7 @@ def test_nan_loss_with_the_stop_policy():
     )
     progress = types.SimpleNamespace(write=print)
     with pytest.raises(nnx_train.NonFiniteError) as info:
-        _check_nonfinite(run, 7, progress)
+        check_nonfinite(run, 7, progress)
     _check(info.value, "test_nan_loss_with_the_stop_policy")
 
 

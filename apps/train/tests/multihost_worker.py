@@ -84,15 +84,15 @@ def scenario(name: str, out: str) -> tuple[str, tuple[str, ...]]:
 def final_arrays(config, workdir: str) -> tuple[dict, object]:
     """``({"params/...": array, "ema/...": array}, run)`` of the newest checkpoint.
 
-    Restores it with the trainer's own `_Run` (mesh, shardings, checkpoint) and gathers
+    Restores it with the trainer's own `Run` (mesh, shardings, checkpoint) and gathers
     every array to the host (a collective: every process calls it).
     """
     import jax
 
     from nnx_train.multihost import host_array
-    from nnx_train.train import _Run
+    from nnx_train.run import Run
 
-    run = _Run(config, workdir)
+    run = Run(config, workdir)
     arrays = {}
     for group in ("params", "ema"):
         leaves = jax.tree_util.tree_leaves_with_path(getattr(run.state, group))

@@ -105,17 +105,9 @@ def sibling_config(this_file: str, name: str, arg: str | None = None) -> ConfigD
     return module.get_config(arg)
 
 
-def base_config() -> ConfigDict:
-    """Defaults shared by every config file (SiT-style training of a DiT)."""
-    config = ConfigDict()
-    config.name = "base"
-    config.seed = 0
-    # One value read by the objective's time distribution and by the sampling grid
-    # (Zheng et al. 2025, RAE: training and sampling must agree; 1.0 means no shift).
-    config.time_shift = 1.0
-    config.data = synthetic_data()
-    config.loader = ConfigDict({"read_threads": 4, "prefetch_batches": 4})
-    config.model = ConfigDict(
+def dit_model() -> ConfigDict:
+    """DiT-B/2 on 32x32x4 latents, SiT-style continuous time (``time_scale`` 1)."""
+    return ConfigDict(
         {
             "name": "DiT",
             "input_size": 32,
@@ -132,7 +124,11 @@ def base_config() -> ConfigDict:
             "remat": False,
         }
     )
-    config.objective = interpolant_objective()
+
+
+def optimization_sections(config: ConfigDict) -> None:
+    """``optimizer``, ``schedule``, ``ema``, ``train`` and ``checkpoint``: AdamW at 1e-4,
+    constant, one EMA of decay 0.9999, batch 256 for 400k steps."""
     config.optimizer = ConfigDict(
         {
             "name": "adamw",
@@ -166,6 +162,10 @@ def base_config() -> ConfigDict:
             "async_save": True,
         }
     )
+
+
+def scale_out_sections(config: ConfigDict) -> None:
+    """``sharding`` (the mesh) and ``distributed`` (joining several hosts)."""
     config.sharding = ConfigDict(
         # The mesh spans every device of every process; data x fsdp x sequence x tensor must
         # equal the device count (one axis may be -1: inferred).
@@ -182,6 +182,10 @@ def base_config() -> ConfigDict:
             "initialization_timeout_s": 300,
         }
     )
+
+
+def sampling_sections(config: ConfigDict) -> None:
+    """``sampler``, ``guidance``, ``samples`` (pictures) and ``eval`` (metrics)."""
     config.sampler = ConfigDict(
         {
             "solver": "heun",
@@ -211,6 +215,23 @@ def base_config() -> ConfigDict:
             "save_samples": False,
         }
     )
+
+
+def base_config() -> ConfigDict:
+    """Defaults shared by every config file (SiT-style training of a DiT)."""
+    config = ConfigDict()
+    config.name = "base"
+    config.seed = 0
+    # One value read by the objective's time distribution and by the sampling grid
+    # (Zheng et al. 2025, RAE: training and sampling must agree; 1.0 means no shift).
+    config.time_shift = 1.0
+    config.data = synthetic_data()
+    config.loader = ConfigDict({"read_threads": 4, "prefetch_batches": 4})
+    config.model = dit_model()
+    config.objective = interpolant_objective()
+    optimization_sections(config)
+    scale_out_sections(config)
+    sampling_sections(config)
     # Latent space: normalisation z_model = (z - shift) * scale (per channel or scalar), used to
     # read latent datasets, to encode pixels on the fly and to decode samples for pictures/FID.
     config.autoencoder = ConfigDict(
