@@ -16,6 +16,7 @@ import numpy as np
 from flax import nnx
 from ml_collections import ConfigDict
 
+from nnx_fid.sampling import sample_in_batches
 from nnx_train import build
 from nnx_train.checkpointing import Checkpointer
 from nnx_train.data import make_source_iterator
@@ -187,22 +188,19 @@ class Run:
     ) -> Iterator[np.ndarray]:
         """Samples of the EMA ``decay`` for ``labels`` as pixel batches in [-1, 1].
 
-        Batches have one static size (the last is padded, then trimmed), so the sampler
-        compiles once; latents are decoded when ``autoencoder`` is set. A collective: every
+        The batches are `nnx_fid.sample_in_batches` (one static size, the last padded, then
+        trimmed), so the sampler compiles once; latents are decoded when ``autoencoder`` is set. A collective: every
         process calls it with the same arguments and gets all the samples.
         """
         import nnx_sharding as ns
 
         params = self.state.ema[ema_name(decay)]
         key = jax.random.key(seed)
-        for index, start in enumerate(range(0, len(labels), batch_size)):
-            chunk = labels[start : start + batch_size]
-            batch = {"y": np.resize(chunk, batch_size).astype(np.int32)}
+
+        def sample_batch(indices: np.ndarray, batch_labels: np.ndarray) -> np.ndarray:
+            batch = {"y": batch_labels.astype(np.int32)}
             if isinstance(self.task, AutoencoderTask):  # reconstructions of fixed real images
-                records = [
-                    self.source[i % len(self.source)] for i in range(start, start + batch_size)
-                ]
-                batch["x"] = np.stack([r["x"] for r in records])
+                batch["x"] = np.stack([self.source[i % len(self.source)]["x"] for i in indices])
             with ns.activation_sharding(self.mesh, self.rules):
                 images = self.preview(
                     params,
@@ -210,13 +208,17 @@ class Run:
                     self.frozen_state,
                     batch,
                     # Host data, the same on every process (a key on one local device
-                    # would not mix with arrays that span processes).
-                    np.asarray(jax.random.key_data(jax.random.fold_in(key, index))),
+                    # would not mix with arrays that span processes); one key per batch.
+                    np.asarray(
+                        jax.random.key_data(jax.random.fold_in(key, indices[0] // batch_size))
+                    ),
                 )
             images = host_array(images)
             if self.decode is not None:  # on this host's default device, from host memory
                 images = host_array(self.decode(images))
-            yield images[: len(chunk)]
+            return images
+
+        return sample_in_batches(sample_batch, labels, batch_size=batch_size)
 
     def write_sample_grid(self, step: int, logger: MetricsLogger) -> str | None:
         """Samples the grid on every process (a collective); process 0 writes the PNGs."""
