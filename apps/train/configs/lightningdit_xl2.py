@@ -18,7 +18,7 @@ Reported FID-50k: DiffuseNNX 7.49 at 80 epochs; paper (XL/1 + VA-VAE) 64 epochs 
 2.11 with CFG 10, 800 epochs 2.17 / 1.35 (CFG 6.7).
 """
 
-from nnx_train.defaults import base_config, make_tiny, sdvae_latents
+from nnx_train.defaults import base_config, make_tiny, sdvae_latents, time_distribution
 
 
 def get_config(arg: str | None = None):
@@ -45,9 +45,7 @@ def get_config(arg: str | None = None):
             "remat": False,
         }
     )
-    config.objective.update(
-        {"time_distribution": "logit_normal", "time_mean": 0.0, "time_std": 1.0}
-    )
+    config.objective.time_distribution = time_distribution("logit_normal", mean=0.0, std=1.0)
     config.optimizer.update({"learning_rate": 2e-4, "b1": 0.9, "b2": 0.95})
     config.ema.decays = (0.9999,)
     config.train.update({"batch_size": 1024, "num_steps": 100_000})

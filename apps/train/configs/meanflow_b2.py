@@ -17,7 +17,13 @@ by construction (it is not a sign that nothing is learned).
 Reported FID-50k (1-NFE): DiffuseNNX 10.24 at 80 epochs (6.61 final); paper 6.17 at 240 epochs.
 """
 
-from nnx_train.defaults import base_config, make_tiny, meanflow_objective, sdvae_latents
+from nnx_train.defaults import (
+    base_config,
+    make_tiny,
+    meanflow_objective,
+    sdvae_latents,
+    time_distribution,
+)
 
 
 def get_config(arg: str | None = None):
@@ -28,8 +34,7 @@ def get_config(arg: str | None = None):
         {"name": "MeanFlowDiT", "patch_size": 2, "hidden_size": 768, "depth": 12, "num_heads": 12}
     )
     config.objective = meanflow_objective(
-        time_mean=-0.4,
-        time_std=1.0,
+        times=time_distribution("logit_normal", mean=-0.4, std=1.0),
         equal_times_fraction=0.75,
         adaptive_power=1.0,
         adaptive_constant=0.01,

@@ -21,7 +21,7 @@ about 800 epochs (unverified); 2.16 at 80 epochs.
 
 import math
 
-from nnx_train.defaults import base_config, latent_data, make_tiny
+from nnx_train.defaults import base_config, latent_data, make_tiny, time_distribution
 
 STEPS_PER_EPOCH = 1_281_167 // 1024
 
@@ -51,9 +51,7 @@ def get_config(arg: str | None = None):
             "remat": False,
         }
     )
-    config.objective.update(
-        {"time_distribution": "logit_normal", "time_mean": 0.0, "time_std": 1.0}
-    )
+    config.objective.time_distribution = time_distribution("logit_normal", mean=0.0, std=1.0)
     config.optimizer.update(
         {"learning_rate": 2e-4, "b1": 0.9, "b2": 0.95, "weight_decay": 0.0, "grad_clip_norm": 1.0}
     )

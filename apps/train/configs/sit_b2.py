@@ -20,7 +20,7 @@ Reported FID-50k (no guidance): DiffuseNNX 34.49 at 80 epochs with "Heun-32"; th
 gives about 33.0-34.5 for SiT-B/2 at 400k (SDE vs ODE sampling matters).
 """
 
-from nnx_train.defaults import base_config, make_tiny, sdvae_latents
+from nnx_train.defaults import base_config, make_tiny, sdvae_latents, time_distribution
 
 
 def get_config(arg: str | None = None):
@@ -30,7 +30,7 @@ def get_config(arg: str | None = None):
     config.model.update(
         {"name": "DiT", "patch_size": 2, "hidden_size": 768, "depth": 12, "num_heads": 12}
     )
-    config.objective.time_distribution = "uniform"
+    config.objective.time_distribution = time_distribution("uniform")
     config.optimizer.update({"learning_rate": 1e-4, "b1": 0.9, "b2": 0.999, "weight_decay": 0.0})
     config.ema.decays = (0.9999,)
     config.train.update({"batch_size": 256, "num_steps": 400_000, "log_every": 100})

@@ -45,6 +45,7 @@ from nnx_train.sections import (
     rae_decoder_objective,
     repa_objective,
     synthetic_data,
+    time_distribution,
     webdataset_data,
 )
 
@@ -64,6 +65,7 @@ __all__ = [
     "rae_decoder_objective",
     "repa_objective",
     "synthetic_data",
+    "time_distribution",
     "webdataset_data",
 ]
 

@@ -142,24 +142,28 @@ def webdataset_data(
     )
 
 
+def time_distribution(name: str = "uniform", *, mean: float = 0.0, std: float = 1.0) -> dict:
+    """The training-time law, one constructor of nnx-objectives: ``"uniform"``
+    (`UniformTime`) or ``"logit_normal"`` (`LogitNormalTime(mean, std)`: t = sigmoid(N(mean,
+    std^2)), Esser et al. 2024, eq. 19); ``mean`` / ``std`` are read by logit_normal only."""
+    return {"name": name, "mean": mean, "std": std}
+
+
 def interpolant_objective(
     *,
     path: str = "linear",
     prediction: str = "velocity",
-    time_distribution: str = "uniform",
-    time_mean: float = 0.0,
-    time_std: float = 1.0,
+    times: dict | None = None,
     class_dropout: float = 0.1,
 ) -> ConfigDict:
-    """SiT's interpolant objective (nnx_objectives.InterpolantObjective) + class dropout."""
+    """SiT's interpolant objective (nnx_objectives.InterpolantObjective) + class dropout;
+    ``times`` is a `time_distribution` section (default uniform)."""
     return ConfigDict(
         {
             "name": "interpolant",
             "path": path,
             "prediction": prediction,
-            "time_distribution": time_distribution,
-            "time_mean": time_mean,
-            "time_std": time_std,
+            "time_distribution": times or time_distribution(),
             "class_dropout": class_dropout,
         }
     )
@@ -167,8 +171,7 @@ def interpolant_objective(
 
 def meanflow_objective(
     *,
-    time_mean: float = -0.4,
-    time_std: float = 1.0,
+    times: dict | None = None,
     equal_times_fraction: float = 0.75,
     adaptive_power: float = 1.0,
     adaptive_constant: float = 0.01,
@@ -178,12 +181,12 @@ def meanflow_objective(
     guidance_t_max: float = 1.0,
     class_dropout: float = 0.1,
 ) -> ConfigDict:
-    """MeanFlow (nnx_objectives.MeanFlowObjective) with CFG folded into training."""
+    """MeanFlow (nnx_objectives.MeanFlowObjective) with CFG folded into training; ``times``
+    is a logit-normal `time_distribution` section (default MeanFlow's mean -0.4, std 1.0)."""
     return ConfigDict(
         {
             "name": "meanflow",
-            "time_mean": time_mean,
-            "time_std": time_std,
+            "time_distribution": times or time_distribution("logit_normal", mean=-0.4, std=1.0),
             "equal_times_fraction": equal_times_fraction,
             "adaptive_power": adaptive_power,
             "adaptive_constant": adaptive_constant,
