@@ -21,6 +21,7 @@ from nnx_samplers.adapters import (
     velocity_from_noise,
     velocity_from_score,
 )
+from nnx_samplers.ddpm import DDIM, DDPMAncestral, DDPMSchedule, ddpm_grid, dit_respaced_steps
 from nnx_samplers.diffusion import (
     ConstantDiffusion,
     DecreasingDiffusion,
@@ -97,6 +98,12 @@ __all__ = [
     "DPMSolverPlusPlus2M",
     "DPMSolverPlusPlus3M",
     "MultistepState",
+    # discrete DDPM (integer steps, eps / learned-variance predictions)
+    "DDPMSchedule",
+    "DDPMAncestral",
+    "DDIM",
+    "ddpm_grid",
+    "dit_respaced_steps",
     # diffusion coefficients for Euler-Maruyama
     "Diffusion",
     "ConstantDiffusion",
