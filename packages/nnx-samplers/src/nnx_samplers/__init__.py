@@ -6,10 +6,14 @@ grids are objects; :func:`sample` runs the loop with ``lax.scan`` and counts NFE
 """
 
 from nnx_samplers.adapters import (
+    NETWORK_ADAPTERS,
+    FirstHalfChannels,
+    TimeFlippedVelocity,
     VelocityFromData,
     VelocityFromEDMDenoiser,
     VelocityFromNoise,
     VelocityFromScore,
+    adapt_network,
     data_from_velocity,
     edm_from_linear,
     edm_sigma_from_t,
@@ -143,6 +147,11 @@ __all__ = [
     "VelocityFromData",
     "VelocityFromScore",
     "VelocityFromEDMDenoiser",
+    # adapters for converted checkpoints
+    "NETWORK_ADAPTERS",
+    "FirstHalfChannels",
+    "TimeFlippedVelocity",
+    "adapt_network",
     # guidance
     "ClassifierFreeGuidance",
     "AutoGuidance",
