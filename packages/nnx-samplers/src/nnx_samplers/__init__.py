@@ -54,6 +54,7 @@ from nnx_samplers.grids import (
     ArrayGrid,
     EDMGrid,
     LogSNRGrid,
+    REPAGrid,
     ShiftedGrid,
     TimeGrid,
     UniformGrid,
@@ -123,6 +124,7 @@ __all__ = [
     "LogSNRGrid",
     "ShiftedGrid",
     "ArrayGrid",
+    "REPAGrid",
     "shift_time",
     # paths and conversions
     "Path",
