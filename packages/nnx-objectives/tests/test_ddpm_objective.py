@@ -22,7 +22,7 @@ from nnx_objectives import DDPMSchedule, ImprovedDDPMObjective
 SCHEDULE = DDPMSchedule()
 OBJECTIVE = ImprovedDDPMObjective(SCHEDULE)
 SHAPE = (4, 2, 2, 3)
-AB = SCHEDULE.alphas_cumprod()  # float64
+AB = np.asarray(SCHEDULE.alphas_cumprod())  # float64
 
 
 def _data(seed=0):

@@ -24,12 +24,12 @@ Both terms are means over elements; the paper's ``lambda = 0.001`` multiplies
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from jax import Array
 
 from nnx_objectives.interpolant import mean_over_elements
@@ -77,19 +77,22 @@ def discretized_gaussian_log_likelihood(x: Array, means: Array, log_scales: Arra
     )
 
 
-def _tables(schedule: DDPMSchedule) -> dict[str, np.ndarray]:
+@functools.lru_cache(maxsize=8)
+def _tables(schedule: DDPMSchedule) -> dict[str, tuple[float, ...]]:
     """DiT's float64 tables, indexed by ``k`` (``GaussianDiffusion.__init__``)."""
     ab = schedule.alphas_cumprod()
-    ab_prev = np.append(1.0, ab[:-1])
-    betas = 1.0 - ab / ab_prev
-    post_var = betas * (1.0 - ab_prev) / (1.0 - ab)
+    ab_prev = (1.0, *ab[:-1])
+    betas = [1.0 - a / p for a, p in zip(ab, ab_prev)]
+    post_var = [b * (1.0 - p) / (1.0 - a) for b, a, p in zip(betas, ab, ab_prev)]
     return {
         "alpha_bar": ab,
-        "log_beta": np.log(betas),
+        "log_beta": tuple(math.log(b) for b in betas),
         # beta_tilde_0 = 0: the log uses beta_tilde_1 there, as upstream does.
-        "log_post_var": np.log(np.append(post_var[1], post_var[1:])),
-        "coef_x0": betas * np.sqrt(ab_prev) / (1.0 - ab),
-        "coef_xt": (1.0 - ab_prev) * np.sqrt(1.0 - betas) / (1.0 - ab),
+        "log_post_var": tuple(math.log(v) for v in (post_var[1], *post_var[1:])),
+        "coef_x0": tuple(b * math.sqrt(p) / (1.0 - a) for b, a, p in zip(betas, ab, ab_prev)),
+        "coef_xt": tuple(
+            (1.0 - p) * math.sqrt(1.0 - b) / (1.0 - a) for b, a, p in zip(betas, ab, ab_prev)
+        ),
     }
 
 

@@ -20,12 +20,13 @@ gaussian_diffusion.py`` (``p_mean_variance``, ``p_sample``, ``ddim_sample``) and
 
 from __future__ import annotations
 
+import itertools
+import operator
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from jax import Array
 
 from nnx_samplers.fields import expand_time
@@ -60,10 +61,16 @@ class DDPMSchedule:
                 f"{self.num_train_steps}, {self.beta_start}, {self.beta_end}."
             )
 
-    def alphas_cumprod(self) -> np.ndarray:
-        """``(T,)`` float64 ``abar_k`` for ``k = 0 .. T-1``."""
-        betas = np.linspace(self.beta_start, self.beta_end, self.num_train_steps, dtype=np.float64)
-        return np.cumprod(1.0 - betas)
+    def betas(self) -> tuple[float, ...]:
+        """``beta_k`` for ``k = 0 .. T-1``, in float64 as ``np.linspace`` computes them."""
+        step = (self.beta_end - self.beta_start) / (self.num_train_steps - 1)
+        betas = [self.beta_start + k * step for k in range(self.num_train_steps)]
+        betas[-1] = self.beta_end
+        return tuple(betas)
+
+    def alphas_cumprod(self) -> tuple[float, ...]:
+        """``abar_k`` for ``k = 0 .. T-1`` (float64, the sequential product of ``np.cumprod``)."""
+        return tuple(itertools.accumulate((1.0 - b for b in self.betas()), operator.mul))
 
     def step_index(self, t: Array) -> Array:
         """Integer step ``k = round(t T) - 1`` of a time (``-1`` for the data, ``t = 0``)."""
@@ -77,7 +84,7 @@ class DDPMSchedule:
     def alpha_bar(self, t: Array) -> Array:
         """``abar`` at time ``t`` (scalar or any shape); 1 at ``t = 0``."""
         t = jnp.asarray(t)
-        table = jnp.asarray(np.concatenate([[1.0], self.alphas_cumprod()]), t.dtype)
+        table = jnp.asarray((1.0, *self.alphas_cumprod()), t.dtype)
         return table[self.step_index(t) + 1]
 
 
