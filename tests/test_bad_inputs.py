@@ -68,10 +68,10 @@ EXPECTED = {
     ),
     "test_unknown_solver": (
         "Unknown sampler.solver='rk4'; valid names: euler, heun, euler_maruyama, euler_jump, "
-        "dpm_solver_2m, dpm_solver_3m, edm_stochastic."
+        "dpm_solver_2m, dpm_solver_3m, edm_stochastic, ddpm, ddim."
     ),
     "test_unknown_objective": (
-        "Unknown objective.name='ddpm'; valid names: interpolant, meanflow, edm2, repa, "
+        "Unknown objective.name='vdm'; valid names: interpolant, ddpm, meanflow, edm2, repa, "
         "rae_decoder."
     ),
     "test_sampler_key_the_recipe_ignores": (
@@ -258,7 +258,7 @@ def test_unknown_solver():
 
 
 def test_unknown_objective():
-    config = _digits("objective.name=ddpm")
+    config = _digits("objective.name=vdm")
     error = _trainer_error(lambda: build.build_task(config, data_shape=(8, 8, 1)))
     _check(error, "test_unknown_objective")
 

@@ -6,6 +6,11 @@ Examples::
   python tools/convert_checkpoint.py DiT-XL-2-256x256.pt out/dit_xl2 \\
       --arch dit --preset DiT-XL/2 --input-size 32 --in-channels 4 --learn-sigma
 
+  # willisma/SiT release: DiT's key layout, continuous time with t = 1 as data
+  # (sampling.json names the adapters: nnx_samplers.adapt_network(adapters, model))
+  python tools/convert_checkpoint.py SiT-XL-2-256.pt out/sit_xl2 \\
+      --arch sit --preset DiT-XL/2 --input-size 32 --in-channels 4 --learn-sigma
+
   # diffusers DiTTransformer2DModel, sizes taken from its config.json
   python tools/convert_checkpoint.py transformer/diffusion_pytorch_model.safetensors out/dit \\
       --arch diffusers_dit --diffusers-config transformer/config.json
@@ -32,6 +37,9 @@ nothing is written. Only parameters are saved (``nnx.state(model, nnx.Param)``);
 tables (sin-cos positions, RoPE) are recomputed by the networks, and ``time_scale`` is a
 constructor argument to set when the model is built for use. Build the model with the
 constructor arguments printed on success and restore with ``nnx_weightconv.restore_orbax``.
+For the DiT-family architectures the output directory also holds ``sampling.json``: the
+checkpoint's convention (``nnx_weightconv.checkpoint_convention``: prediction, ``time_scale``,
+the ``nnx_samplers`` network adapters and the authors' sampler).
 """
 
 from __future__ import annotations
@@ -61,8 +69,10 @@ from nnx_nets import (
     RAEDecoder,
 )
 from nnx_weightconv import (
+    CHECKPOINT_CONVENTIONS,
     ConversionError,
     check_tied_copies,
+    checkpoint_convention,
     diffusers_dit_buffer_keys,
     diffusers_dit_rules,
     dinov2_kwargs_from_transformers_config,
@@ -85,6 +95,7 @@ from nnx_weightconv import (
 
 ARCHITECTURES = (
     "dit",
+    "sit",
     "meanflow_dit",
     "diffusers_dit",
     "lightning_dit",
@@ -275,10 +286,10 @@ def build(args) -> tuple[type, dict, Loader]:
     """
     dit_sizes = ("hidden_size", "depth", "num_heads", "patch_size")
     match args.arch:
-        case "dit" | "meanflow_dit":
+        case "dit" | "sit" | "meanflow_dit":
             kwargs = _sizes(args, DIT_PRESETS, dit_sizes)
             kwargs.update(num_classes=args.num_classes, learn_sigma=args.learn_sigma)
-            if args.arch == "dit":
+            if args.arch in ("dit", "sit"):
                 return DiT, kwargs, _rules_loader(dit_rules, dit_buffer_keys)
             return MeanFlowDiT, kwargs, _rules_loader(meanflow_dit_rules, dit_buffer_keys)
         case "diffusers_dit":
@@ -353,6 +364,11 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     save_orbax(model, args.output)
     print(f"wrote {args.output}: {summary}")
+    if args.arch in CHECKPOINT_CONVENTIONS:
+        convention = checkpoint_convention(args.arch, learn_sigma=bool(kwargs.get("learn_sigma")))
+        path = pathlib.Path(args.output) / "sampling.json"
+        path.write_text(json.dumps(convention.to_json(), indent=2) + "\n")
+        print(f"sampling: {convention.sampler}; adapters {list(convention.adapters)} ({path})")
     return 0
 
 

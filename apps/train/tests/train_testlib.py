@@ -8,6 +8,7 @@ RECIPES = (
     "sit_b2",
     "sit_b2_logitnormal",
     "sit_xl2",
+    "dit_xl2",
     "repa_xl2",
     "lightningdit_xl2",
     "meanflow_b2",

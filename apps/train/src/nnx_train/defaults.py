@@ -13,7 +13,7 @@ Sections:
 | `data`       | a record source (`digits`, `synthetic`, `latents`, `imagefolder`, `arrayrecord`, `webdataset`) |
 | `loader`     | Grain reader threads and prefetch                                  |
 | `model`      | the network: ``name`` + its constructor's keyword arguments       |
-| `objective`  | the training objective (`interpolant`, `meanflow`, `edm2`, `repa`, `rae_decoder`) |
+| `objective`  | the training objective (`interpolant`, `ddpm`, `meanflow`, `edm2`, `repa`, `rae_decoder`) |
 | `optimizer`  | AdamW and gradient clipping                                        |
 | `schedule`   | learning-rate warm-up and decay                                    |
 | `ema`        | EMA decays                                                         |
@@ -35,6 +35,7 @@ from ml_collections import ConfigDict
 
 from nnx_train.sections import (
     arrayrecord_data,
+    ddpm_objective,
     digits_data,
     dinov2_encoder,
     edm2_objective,
@@ -52,6 +53,7 @@ from nnx_train.sections import (
 __all__ = [
     "arrayrecord_data",
     "base_config",
+    "ddpm_objective",
     "digits_data",
     "dinov2_encoder",
     "edm2_objective",

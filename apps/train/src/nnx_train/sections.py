@@ -11,6 +11,7 @@ from ml_collections import ConfigDict
 
 __all__ = [
     "arrayrecord_data",
+    "ddpm_objective",
     "digits_data",
     "dinov2_encoder",
     "edm2_objective",
@@ -224,6 +225,28 @@ def dinov2_encoder(
             "final_norm_affine": final_norm_affine,
             "resolution": resolution,
             "weights": weights,
+        }
+    )
+
+
+def ddpm_objective(
+    *,
+    num_train_steps: int = 1000,
+    beta_start: float = 1e-4,
+    beta_end: float = 0.02,
+    vlb_weight: float = 1.0,
+    class_dropout: float = 0.1,
+) -> ConfigDict:
+    """DiT's DDPM (nnx_objectives.ImprovedDDPMObjective on nnx_samplers.DDPMSchedule):
+    linear betas, epsilon plus learned variance, hybrid loss; class dropout."""
+    return ConfigDict(
+        {
+            "name": "ddpm",
+            "num_train_steps": num_train_steps,
+            "beta_start": beta_start,
+            "beta_end": beta_end,
+            "vlb_weight": vlb_weight,
+            "class_dropout": class_dropout,
         }
     )
 

@@ -12,6 +12,11 @@ from nnx_objectives.consistency import (
     TangentSource,
     TeacherTangent,
 )
+from nnx_objectives.ddpm import (
+    ImprovedDDPMObjective,
+    discretized_gaussian_log_likelihood,
+    normal_kl,
+)
 from nnx_objectives.edm import (
     EDMCoefficients,
     EDMObjective,
@@ -65,6 +70,7 @@ from nnx_objectives.uncertainty import (
 )
 from nnx_objectives.weightings import LikelihoodWeight, LossWeight, NoWeight, VelocityWeight
 from nnx_samplers import (  # the shared path, time and EDM maths, re-exported
+    DDPMSchedule,
     GVPPath,
     LinearPath,
     Path,
@@ -85,10 +91,12 @@ __all__ = [
     "ClassDropout",
     "ConditionalTangent",
     "ConsistencyObjective",
+    "DDPMSchedule",
     "EDMCoefficients",
     "EDMObjective",
     "EDMPrecond",
     "GVPPath",
+    "ImprovedDDPMObjective",
     "InterpolantObjective",
     "LikelihoodWeight",
     "LinearPath",
@@ -123,6 +131,7 @@ __all__ = [
     "X0Prediction",
     "conditional_velocity",
     "convert_prediction",
+    "discretized_gaussian_log_likelihood",
     "drop_labels",
     "edm_from_linear",
     "edm_loss_weight",
@@ -135,6 +144,7 @@ __all__ = [
     "meanflow_target",
     "negative_cosine_similarity",
     "network_jvp",
+    "normal_kl",
     "resize_token_grid",
     "resolution_shift",
     "sample_two_times",

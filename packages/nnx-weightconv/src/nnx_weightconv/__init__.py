@@ -17,6 +17,11 @@ from nnx_weightconv.core import (
     squeeze_conv1x1_inv,
 )
 from nnx_weightconv.io import read_state_dict, restore_orbax, save_orbax
+from nnx_weightconv.specs.conventions import (
+    CHECKPOINT_CONVENTIONS,
+    CheckpointConvention,
+    checkpoint_convention,
+)
 from nnx_weightconv.specs.diffusers_dit import (
     check_tied_copies,
     diffusers_dit_buffer_keys,
@@ -94,6 +99,9 @@ __all__: list[str] = [
 ]
 
 __all__ += [  # specs: one per checkpoint family (rules, buffer keys, loaders, config readers)
+    "CHECKPOINT_CONVENTIONS",
+    "CheckpointConvention",
+    "checkpoint_convention",
     "DINOV2_LAYOUTS",
     "RAE_DECODER_LAYOUTS",
     "SD_VAE_ATTENTION_NAMES",

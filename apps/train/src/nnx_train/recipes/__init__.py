@@ -15,6 +15,7 @@ from nnx_train import tasks
 from nnx_train.constructors import unknown_name
 from nnx_train.errors import ConfigError
 from nnx_train.networks import build_model_factory
+from nnx_train.recipes.ddpm import ddpm_task
 from nnx_train.recipes.edm2 import edm2_task
 from nnx_train.recipes.inputs import RecipeInputs
 from nnx_train.recipes.interpolant import interpolant_task
@@ -26,6 +27,7 @@ __all__ = ["OBJECTIVE_NAMES", "RECIPES", "RecipeInputs", "build_task"]
 
 RECIPES: dict[str, Callable[[RecipeInputs], tasks.Task]] = {
     "interpolant": interpolant_task,
+    "ddpm": ddpm_task,
     "meanflow": meanflow_task,
     "edm2": edm2_task,
     "repa": repa_task,
