@@ -12,6 +12,7 @@ from nnx_objectives.consistency import (
     TangentSource,
     TeacherTangent,
 )
+from nnx_objectives.diffusion_forcing import DiffusionForcingObjective
 from nnx_objectives.edm import (
     EDMCoefficients,
     EDMObjective,
@@ -85,6 +86,7 @@ __all__ = [
     "ClassDropout",
     "ConditionalTangent",
     "ConsistencyObjective",
+    "DiffusionForcingObjective",
     "EDMCoefficients",
     "EDMObjective",
     "EDMPrecond",
