@@ -35,6 +35,7 @@ from ml_collections import ConfigDict
 
 from nnx_train.sections import (
     arrayrecord_data,
+    diffusion_forcing_objective,
     digits_data,
     dinov2_encoder,
     edm2_objective,
@@ -42,6 +43,7 @@ from nnx_train.sections import (
     interpolant_objective,
     latent_data,
     meanflow_objective,
+    moving_digits_data,
     rae_decoder_objective,
     repa_objective,
     synthetic_data,
@@ -53,6 +55,7 @@ __all__ = [
     "arrayrecord_data",
     "base_config",
     "digits_data",
+    "diffusion_forcing_objective",
     "dinov2_encoder",
     "edm2_objective",
     "imagefolder_data",
@@ -62,6 +65,7 @@ __all__ = [
     "sdvae_latents",
     "sibling_config",
     "meanflow_objective",
+    "moving_digits_data",
     "rae_decoder_objective",
     "repa_objective",
     "synthetic_data",
