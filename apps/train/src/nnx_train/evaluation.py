@@ -114,12 +114,29 @@ def build_evaluator(config: ConfigDict) -> Any:
                 split_seed=config.data.split_seed,
                 seed=config.seed,
             )
+        case "video_digits":
+            from nnx_train.video_eval import VideoDigitsEvaluator
+
+            if config.data.name != "moving_digits":
+                raise ConfigError(
+                    "eval.name='video_digits' needs data.name='moving_digits'; use 'none' for "
+                    "other data."
+                )
+            return VideoDigitsEvaluator(
+                window=config.data.num_frames,
+                frame_size=config.data.frame_size,
+                holdout_fraction=config.data.holdout_fraction,
+                split_seed=config.data.split_seed,
+                seed=config.seed,
+            )
         case "fid":
             from nnx_train.fid_eval import FIDEvaluator
 
             return FIDEvaluator.from_config(config)
         case _:
-            raise ConfigError(f"Unknown eval.name={config.eval.name!r}; valid: none, digits, fid.")
+            raise ConfigError(
+                f"Unknown eval.name={config.eval.name!r}; valid: none, digits, video_digits, fid."
+            )
 
 
 def evaluate(run: Any, evaluator: Any, step: int) -> dict:

@@ -238,8 +238,11 @@ class Run:
         )
         if not self.is_main:
             return None
-        uint8 = display_uint8(images)
         columns = self.task.num_classes if config.num_images % self.task.num_classes == 0 else None
+        if images.ndim == 5:  # clips: one row of frames per clip
+            columns = images.shape[1]
+            images = images.reshape(-1, *images.shape[2:])
+        uint8 = display_uint8(images)
         path = save_image_grid(
             uint8, os.path.join(self.workdir, f"samples_{step:08d}.png"), columns=columns
         )

@@ -33,6 +33,44 @@ def digits_data(*, holdout_fraction: float = 0.15, split_seed: int = 0) -> Confi
     )
 
 
+def moving_digits_data(
+    *,
+    num_frames: int = 4,
+    frame_size: int = 16,
+    motions_per_digit: int = 8,
+    holdout_fraction: float = 0.15,
+    split_seed: int = 0,
+    seed: int = 0,
+) -> ConfigDict:
+    """Clips of a digit bouncing in a ``frame_size`` square (`nnx_train.data.MovingDigitsSource`)."""
+    return ConfigDict(
+        {
+            "name": "moving_digits",
+            "num_frames": num_frames,
+            "frame_size": frame_size,
+            "motions_per_digit": motions_per_digit,
+            "holdout_fraction": holdout_fraction,
+            "split_seed": split_seed,
+            "seed": seed,
+        }
+    )
+
+
+def diffusion_forcing_objective(
+    *, class_dropout: float = 0.1, rollout_frames: int = 8, pyramid_stride: int = 0
+) -> ConfigDict:
+    """Diffusion Forcing (nnx_objectives.DiffusionForcingObjective) + class dropout; samples
+    ``rollout_frames`` frames, the first window along a pyramid of ``pyramid_stride``."""
+    return ConfigDict(
+        {
+            "name": "diffusion_forcing",
+            "class_dropout": class_dropout,
+            "rollout_frames": rollout_frames,
+            "pyramid_stride": pyramid_stride,
+        }
+    )
+
+
 def synthetic_data(
     *, shape=(8, 8, 4), num_classes: int = 10, num_examples: int = 256, seed: int = 0
 ) -> ConfigDict:

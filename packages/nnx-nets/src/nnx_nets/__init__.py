@@ -14,6 +14,7 @@ from nnx_nets.embeddings import (
     LabelEmbedder,
     PatchEmbed,
     TimestepEmbedder,
+    sincos_pos_embed_1d,
     sincos_pos_embed_2d,
     sinusoidal_embedding,
     unpatchify,
@@ -46,6 +47,7 @@ from nnx_nets.patch_transformer import PatchTransformer, TrunkParts, make_time_e
 from nnx_nets.rope import apply_rope, axial_rope_tables
 from nnx_nets.sd_vae import SD_VAE_PRESETS, SDVAE, VAEDecoder, VAEEncoder, sd_vae_from_preset
 from nnx_nets.sd_vae_blocks import DiagonalGaussian
+from nnx_nets.video_dit import VideoDiT, VideoDiTBlock
 from nnx_nets.vit_decoder import (
     IMAGENET_MEAN,
     IMAGENET_STD,
@@ -140,4 +142,10 @@ __all__ += [  # activation sharding hints (identities outside a mesh + logical-a
     "TOKEN_AXES",
     "constrain_activation",
     "constrain_tokens",
+]
+
+__all__ += [  # video
+    "VideoDiT",
+    "VideoDiTBlock",
+    "sincos_pos_embed_1d",
 ]

@@ -81,9 +81,14 @@ class SelfAttention(nnx.Module):
         self.k_norm = RMSNorm(self.head_dim, rngs=rngs) if qk_norm else None
 
     def __call__(
-        self, x: jax.Array, rope: tuple[np.ndarray, np.ndarray] | None = None
+        self,
+        x: jax.Array,
+        rope: tuple[np.ndarray, np.ndarray] | None = None,
+        *,
+        is_causal: bool = False,
     ) -> jax.Array:
-        """Attend over ``x: (B, N, D)``; ``rope`` is ``(cos, sin)`` of shape ``(N, head_dim)``.
+        """Attend over ``x: (B, N, D)``; ``rope`` is ``(cos, sin)`` of shape ``(N, head_dim)``;
+        ``is_causal`` lets token ``i`` see tokens ``j <= i`` only (a video's temporal mask).
 
         Returns ``(B, N, D)`` in the compute dtype.
         """
@@ -100,6 +105,6 @@ class SelfAttention(nnx.Module):
         # Full key / value sequences on every device of a sequence group (the all-gather).
         k = constrain_activation(k, ("batch", None, "heads", None))
         v = constrain_activation(v, ("batch", None, "heads", None))
-        out = jax.nn.dot_product_attention(q, k, v)
+        out = jax.nn.dot_product_attention(q, k, v, is_causal=is_causal)
         out = constrain_activation(out.reshape(batch, tokens, -1), ("batch", "seq", "heads"))
         return self.out(out)

@@ -17,6 +17,7 @@ from nnx_objectives.ddpm import (
     discretized_gaussian_log_likelihood,
     normal_kl,
 )
+from nnx_objectives.diffusion_forcing import DiffusionForcingObjective
 from nnx_objectives.edm import (
     EDMCoefficients,
     EDMObjective,
@@ -92,6 +93,7 @@ __all__ = [
     "ConditionalTangent",
     "ConsistencyObjective",
     "DDPMSchedule",
+    "DiffusionForcingObjective",
     "EDMCoefficients",
     "EDMObjective",
     "EDMPrecond",

@@ -50,6 +50,12 @@ from nnx_samplers.fields import (
     batch_time,
     expand_time,
 )
+from nnx_samplers.frame_schedules import (
+    FrameField,
+    pyramid_times,
+    rollout_frames,
+    sample_frames,
+)
 from nnx_samplers.grids import (
     ArrayGrid,
     EDMGrid,
@@ -94,6 +100,11 @@ __all__ = [
     "ConditionalTwoTimeField",
     "batch_time",
     "expand_time",
+    # per-frame schedules (video, Diffusion Forcing)
+    "FrameField",
+    "pyramid_times",
+    "rollout_frames",
+    "sample_frames",
     # solvers
     "Euler",
     "Heun",
