@@ -68,11 +68,12 @@ EXPECTED = {
     ),
     "test_unknown_solver": (
         "Unknown sampler.solver='rk4'; valid names: euler, heun, euler_maruyama, euler_jump, "
-        "dpm_solver_2m, dpm_solver_3m, edm_stochastic, ddpm, ddim."
+        "dpm_solver_2m, dpm_solver_3m, dpm_solver_3m_reference, heun_repa, edm_stochastic, "
+        "ddpm, ddim."
     ),
     "test_unknown_objective": (
         "Unknown objective.name='vdm'; valid names: interpolant, ddpm, meanflow, edm2, repa, "
-        "rae_decoder."
+        "rae_decoder, diffusion_forcing."
     ),
     "test_sampler_key_the_recipe_ignores": (
         "sampler.solver='heun' is ignored by the meanflow recipe (it samples with euler_jump "

@@ -40,6 +40,11 @@ SOLVERS: dict[str, Callable[[], sp.Solver]] = {
     "euler_jump": sp.EulerJump,
     "dpm_solver_2m": sp.DPMSolverPlusPlus2M,
     "dpm_solver_3m": sp.DPMSolverPlusPlus3M,
+    # The weight 1/2 - phi2/h of the official dpm-solver code, k-diffusion and diffusers
+    # (order about 2.3): to reproduce a published DPM-Solver++(3M) number.
+    "dpm_solver_3m_reference": lambda: sp.DPMSolverPlusPlus3M(variant="reference"),
+    # REPA's Heun: whether the corrector is guided is decided at the step's start time.
+    "heun_repa": lambda: sp.Heun(guidance_decision="step_start"),
     "edm_stochastic": sp.EDMStochastic,
 }
 # Discrete DDPM samplers of predictions (eps, learned variance), not velocity fields.
@@ -56,7 +61,7 @@ DIFFUSIONS: dict[str, Callable[[], sp.Diffusion]] = {
     "decreasing": sp.DecreasingDiffusion,
     "increasing_decreasing": sp.IncreasingDecreasingDiffusion,
 }
-GRID_NAMES = ("uniform", "edm", "logsnr", "ddpm")
+GRID_NAMES = ("uniform", "edm", "logsnr", "repa", "ddpm")
 PREDICTION_NAMES = ("velocity", "noise", "score", "x0")
 # The values under which a key that the chosen solver / grid / guidance does not read is inert.
 INERT = {"diffusion": "sigma", "t_start": 1.0}
@@ -88,16 +93,16 @@ def build_grid(sampler: ConfigDict, *, time_shift: float) -> sp.TimeGrid:
     match sampler.grid:
         case "uniform":
             grid = sp.UniformGrid(sampler.num_steps, t_start=sampler.t_start)
-        case "edm" | "logsnr":
+        case "edm" | "logsnr" | "repa":
             reject_ignored(
                 "sampler", sampler, f"sampler.grid={sampler.grid!r}", t_start=INERT["t_start"]
             )
-            make = sp.EDMGrid if sampler.grid == "edm" else sp.LogSNRGrid
-            grid = make(sampler.num_steps)
+            make = {"edm": sp.EDMGrid, "logsnr": sp.LogSNRGrid, "repa": sp.REPAGrid}
+            grid = make[sampler.grid](sampler.num_steps)
         case "ddpm":
             raise ConfigError(
                 "sampler.grid='ddpm' (respaced integer steps) needs objective.name='ddpm'; "
-                "flow recipes use uniform, edm or logsnr."
+                "flow recipes use uniform, edm, logsnr or repa."
             )
         case _:
             raise unknown_name("sampler.grid", sampler.grid, GRID_NAMES)
