@@ -48,7 +48,7 @@ def get_config(arg: str | None = None):
             "num_classes": 1000,
             "time_scale": 1.0,
             "dtype": "float32",
-            "remat": False,
+            "remat": "none",
         }
     )
     config.objective.update(
