@@ -41,14 +41,16 @@ def _timed(fn, steps: int, sync) -> tuple[float, float]:
     return first, (time.perf_counter() - start) / steps
 
 
-def jax_train(model_kwargs: dict, batch: int, steps: int, *, remat: str, profile=None) -> dict:
+def jax_train(
+    model_kwargs: dict, batch: int, steps: int, *, remat: str, scan: bool = True, profile=None
+) -> dict:
     """Seconds per step of the library's train step; ``profile(fn)`` traces a few steps."""
     from nnx_train.memory_model import flow_loss
     from nnx_train.state import TrainState
     from nnx_train.step import make_train_step
 
     model = dit_steps._perturbed(
-        DiT(**model_kwargs, precision="bfloat16", remat=remat, scan_blocks=True, rngs=nnx.Rngs(0))
+        DiT(**model_kwargs, precision="bfloat16", remat=remat, scan_blocks=scan, rngs=nnx.Rngs(0))
     )
     graphdef, params, rest = nnx.split(model, nnx.Param, ...)
     tx = optax.adamw(1e-4, weight_decay=0.0)
