@@ -86,8 +86,6 @@ def build_decoder(section: Mapping) -> Callable[[nnx.Rngs], nnx.Module]:
 def build_dit(section: Mapping) -> Callable[[nnx.Rngs], nnx.Module]:
     """Factory of a stage-2 network (main model or autoguidance guide)."""
     kwargs = _kwargs(section)
-    if "dtype" in kwargs:  # the DiT family's dtype is a precision policy (nnx_nets.Precision)
-        kwargs["precision"] = kwargs.pop("dtype")
     match section["name"]:
         case "DiTDH":
             return lambda rngs: DiTDH(**kwargs, rngs=rngs)

@@ -221,7 +221,7 @@ def run_generation(config, workdir: pathlib.Path) -> dict:
             "time_shift": config.time_shift,
             "grid_first_last": [times[0], times[-1]],
         },
-        "dtype": config.stage2.dtype,
+        "precision": config.stage2.precision,
         "devices": jax.device_count(),
         "generated_shards": None if report is None else len(report.generated),
         "skipped_shards": store.num_shards if report is None else report.skipped,
