@@ -43,7 +43,7 @@ def _dit_dh(hidden_size: int, depth: int, num_heads: int) -> dict:
         "num_classes": 1000,
         # RAE feeds t in [0, 1] with t = 0 data (its ICPlan has alpha = 1 - t): no rescaling.
         "time_scale": 1.0,
-        "dtype": "float32",
+        "precision": "float32",  # nnx_nets.Precision name: "float32" or "bfloat16"
         "scan_blocks": True,
     }
 

@@ -32,7 +32,7 @@ def _dit_dh(hidden_size: int, depth: int) -> dict:
         "mlp_ratio": 2.0,
         "num_classes": 10,
         "time_scale": 1.0,
-        "dtype": "float32",
+        "precision": "float32",
         "scan_blocks": False,
     }
 

@@ -9,7 +9,9 @@ Command::
 Setup (LightningDiT, Yao et al. 2025, as run by willisma/diffuse_nnx): LightningDiT-
 XL/2 (1152 wide, 28 blocks, 16 heads, patch 2) on 32x32x4 SD-VAE latents; linear path,
 velocity, logit-normal(0, 1) t, class dropout 0.1; AdamW lr 2e-4, betas (0.9, 0.95), batch
-1024, EMA 0.9999; 100k steps = 80 epochs at batch 1024. The paper trains XL/1 on VA-VAE f16d32
+1024, EMA 0.9999; 100k steps = 80 epochs at batch 1024. Precision: bfloat16 matmuls and
+activations, float32 master weights, dots-saveable remat (``XL_ONE_GPU_POLICY``,
+docs/precision.md). The paper trains XL/1 on VA-VAE f16d32
 latents with a cosine-similarity velocity term (not part of this recipe). Sampling here: Heun
 32 steps (DiffuseNNX "Heun-32"); the paper samples Euler 250 with CFG inside an interval and a
 grid shift.
@@ -18,7 +20,13 @@ Reported FID-50k: DiffuseNNX 7.49 at 80 epochs; paper (XL/1 + VA-VAE) 64 epochs 
 2.11 with CFG 10, 800 epochs 2.17 / 1.35 (CFG 6.7).
 """
 
-from nnx_train.defaults import base_config, make_tiny, sdvae_latents, time_distribution
+from nnx_train.defaults import (
+    XL_ONE_GPU_POLICY,
+    base_config,
+    make_tiny,
+    sdvae_latents,
+    time_distribution,
+)
 
 
 def get_config(arg: str | None = None):
@@ -41,8 +49,7 @@ def get_config(arg: str | None = None):
             "adaln_shift": True,
             "time_embedding": "sinusoidal",
             "time_scale": 1.0,
-            "dtype": "float32",
-            "remat": False,
+            **XL_ONE_GPU_POLICY,
         }
     )
     config.objective.time_distribution = time_distribution("logit_normal", mean=0.0, std=1.0)

@@ -48,7 +48,7 @@ def get_config(arg: str | None = None):
             "num_classes": 1000,
             "time_scale": 1.0,
             "dtype": "float32",
-            "remat": False,
+            "remat": "none",
         }
     )
     config.objective.time_distribution = time_distribution("logit_normal", mean=0.0, std=1.0)

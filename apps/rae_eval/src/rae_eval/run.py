@@ -205,7 +205,7 @@ def _generation_summary(config, grid, store: ShardStore, report) -> dict:
             "time_shift": config.time_shift,
             "grid_first_last": [times[0], times[-1]],
         },
-        "dtype": config.stage2.dtype,
+        "precision": config.stage2.precision,
         "devices": jax.device_count(),
         "generated_shards": None if report is None else len(report.generated),
         "skipped_shards": store.num_shards if report is None else report.skipped,

@@ -53,6 +53,7 @@ from nnx_train.sections import (
 )
 
 __all__ = [
+    "XL_ONE_GPU_POLICY",
     "arrayrecord_data",
     "base_config",
     "ddpm_objective",
@@ -129,7 +130,7 @@ def dit_model() -> ConfigDict:
             "learn_sigma": False,
             "time_scale": 1.0,
             "dtype": "float32",
-            "remat": False,
+            "remat": "none",  # "none" | "dots_saveable" | "full" (nnx_nets.REMAT_POLICIES)
         }
     )
 
@@ -249,6 +250,14 @@ def base_config() -> ConfigDict:
         {"wandb_project": "nnx-diffusion", "wandb_mode": "disabled", "progress_bar": True}
     )
     return config
+
+
+# The XL recipes' precision and remat policy (nnx_nets.precision): float32 master weights and
+# AdamW state, bfloat16 matmuls and activations, each scanned block keeping its matmul outputs.
+# DiT-XL/2 at batch 256 then compiles to 116.4 GiB (temp + argument + output, XLA:CPU buffer
+# assignment; docs/precision.md), under one H200's 141 GB; asserted by
+# apps/train/tests/test_memory_model.py.
+XL_ONE_GPU_POLICY = {"dtype": "bfloat16", "remat": "dots_saveable", "scan_blocks": True}
 
 
 def make_tiny(

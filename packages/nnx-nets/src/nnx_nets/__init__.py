@@ -44,6 +44,14 @@ from nnx_nets.mp_layers import (
 )
 from nnx_nets.norms import RMSNorm, layer_norm
 from nnx_nets.patch_transformer import PatchTransformer, TrunkParts, make_time_embedder
+from nnx_nets.precision import (
+    PRECISION_NAMES,
+    REMAT_POLICIES,
+    Precision,
+    RematPolicy,
+    remat_policy,
+    resolve_precision,
+)
 from nnx_nets.rope import apply_rope, axial_rope_tables
 from nnx_nets.sd_vae import SD_VAE_PRESETS, SDVAE, VAEDecoder, VAEEncoder, sd_vae_from_preset
 from nnx_nets.sd_vae_blocks import DiagonalGaussian
@@ -97,6 +105,15 @@ __all__: list[str] = [  # DiT family
     "sinusoidal_embedding",
     "swiglu_hidden_size",
     "unpatchify",
+]
+
+__all__ += [  # precision and remat policies
+    "PRECISION_NAMES",
+    "Precision",
+    "REMAT_POLICIES",
+    "RematPolicy",
+    "remat_policy",
+    "resolve_precision",
 ]
 
 __all__ += [  # vision networks

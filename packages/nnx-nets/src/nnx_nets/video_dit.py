@@ -42,6 +42,7 @@ from nnx_nets.embeddings import (
 )
 from nnx_nets.mlp import Mlp
 from nnx_nets.norms import layer_norm
+from nnx_nets.precision import Precision, resolve_precision
 
 __all__ = ["VideoDiT", "VideoDiTBlock"]
 
@@ -56,7 +57,8 @@ class VideoDiTBlock(nnx.Module):
       num_heads: heads of both attentions.
       mlp_ratio: MLP width / ``D``.
       causal: mask the temporal attention (frame ``f`` sees frames ``<= f``).
-      dtype: compute dtype.
+      precision: the dtype policy (`nnx_nets.precision.Precision` or its name; its
+        ``compute_dtype`` for the matmuls).
       rngs: initialisation.
     """
 
@@ -67,9 +69,10 @@ class VideoDiTBlock(nnx.Module):
         *,
         mlp_ratio: float = 4.0,
         causal: bool = False,
-        dtype: jnp.dtype = jnp.float32,
+        precision: Precision | str = "float32",
         rngs: nnx.Rngs,
     ) -> None:
+        dtype = resolve_precision(precision).compute_dtype
         self.causal = causal
         self.spatial_attn = SelfAttention(hidden_size, num_heads, dtype=dtype, rngs=rngs)
         self.temporal_attn = SelfAttention(hidden_size, num_heads, dtype=dtype, rngs=rngs)
@@ -108,7 +111,8 @@ class VideoDiT(nnx.Module):
       num_classes: real classes; the label table has a null row for guidance.
       causal: causal temporal attention.
       time_scale: multiplies ``t`` before the sinusoidal embedding (1: continuous time).
-      dtype: compute dtype (parameters float32; norms and the output float32).
+      precision: the dtype policy (parameters float32; norms, the time embedding and the
+        output float32; the residual stream in its ``residual_dtype``).
       rngs: initialisation.
 
     Call as ``model(x, t, y)`` with ``t: (B, F)`` -> velocity ``(B, F, H, W, C)`` float32.
@@ -128,16 +132,18 @@ class VideoDiT(nnx.Module):
         num_classes: int = 10,
         causal: bool = True,
         time_scale: float = 1.0,
-        dtype: jnp.dtype = jnp.float32,
+        precision: Precision | str = "float32",
         rngs: nnx.Rngs,
     ) -> None:
+        self.precision = resolve_precision(precision)
+        dtype = self.precision.compute_dtype
         if input_size % patch_size:
             raise ValueError(f"input_size {input_size} is not a multiple of patch {patch_size}")
         self.input_size, self.patch_size, self.in_channels = input_size, patch_size, in_channels
         self.num_frames, self.num_classes, self.time_scale = num_frames, num_classes, time_scale
         self.hidden_size = hidden_size
         self.x_embedder = PatchEmbed(in_channels, hidden_size, patch_size, dtype=dtype, rngs=rngs)
-        self.t_embedder = TimestepEmbedder(hidden_size, dtype=dtype, rngs=rngs)
+        self.t_embedder = TimestepEmbedder(hidden_size, rngs=rngs)  # float32 in every policy
         self.y_embedder = LabelEmbedder(num_classes, hidden_size, dtype=dtype, rngs=rngs)
         self.blocks = nnx.List(
             [
@@ -146,14 +152,14 @@ class VideoDiT(nnx.Module):
                     num_heads,
                     mlp_ratio=mlp_ratio,
                     causal=causal,
-                    dtype=dtype,
+                    precision=self.precision,
                     rngs=rngs,
                 )
                 for _ in range(depth)
             ]
         )
         self.final_layer = DiTFinalLayer(
-            hidden_size, patch_size * patch_size * in_channels, dtype=dtype, rngs=rngs
+            hidden_size, patch_size * patch_size * in_channels, precision=self.precision, rngs=rngs
         )
 
     def _check(self, x: jax.Array, t: jax.Array, y: jax.Array) -> None:
@@ -178,13 +184,15 @@ class VideoDiT(nnx.Module):
         self._check(x, t, y)
         batch, frames = x.shape[:2]
         grid = self.input_size // self.patch_size
-        tokens = self.x_embedder(x.reshape(batch * frames, *x.shape[2:])).astype(jnp.float32)
+        dtype = self.precision.compute_dtype
+        frames_flat = x.reshape(batch * frames, *x.shape[2:]).astype(dtype)
+        tokens = self.x_embedder(frames_flat).astype(jnp.float32)
         tokens = tokens.reshape(batch, frames, grid * grid, self.hidden_size)
         tokens = tokens + sincos_pos_embed_2d(self.hidden_size, grid, grid)[None, None]
         frame_table = sincos_pos_embed_1d(self.hidden_size, self.num_frames)[:frames]
-        tokens = tokens + frame_table[None, :, None, :]
+        tokens = (tokens + frame_table[None, :, None, :]).astype(self.precision.residual_dtype)
         t_emb = self.t_embedder(self.time_scale * t.reshape(-1)).reshape(batch, frames, -1)
-        c = t_emb + self.y_embedder(y)[:, None, :]
+        c = (t_emb + self.y_embedder(y)[:, None, :].astype(jnp.float32)).astype(dtype)
         for block in self.blocks:
             tokens = block(tokens, c)
         flat_c = jnp.repeat(c.reshape(batch * frames, 1, -1), grid * grid, axis=1)
