@@ -43,7 +43,7 @@ def get_config(arg: str | None = None):
         "mlp_ratio": 4.0,
         "num_classes": 10,
         "causal": True,
-        "precision": "float32",
+        "dtype": "float32",
     }
     config.objective = diffusion_forcing_objective(
         class_dropout=0.1, rollout_frames=8, pyramid_stride=0
