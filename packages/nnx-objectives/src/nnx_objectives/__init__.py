@@ -19,6 +19,7 @@ from nnx_objectives.edm import (
     edm_loss_weight,
     edm_preconditioning,
 )
+from nnx_objectives.edm_precond import IDDPMPrecond, VEPrecond, VPPrecond, iddpm_sigma_levels
 from nnx_objectives.interpolant import InterpolantObjective, mean_over_elements
 from nnx_objectives.meanflow import (
     MeanFlowGuidance,
@@ -89,6 +90,7 @@ __all__ = [
     "EDMObjective",
     "EDMPrecond",
     "GVPPath",
+    "IDDPMPrecond",
     "InterpolantObjective",
     "LikelihoodWeight",
     "LinearPath",
@@ -116,7 +118,9 @@ __all__ = [
     "TwoTimeNetwork",
     "UncertaintyWeighted",
     "UniformTime",
+    "VEPrecond",
     "VPPath",
+    "VPPrecond",
     "VelocityPrediction",
     "VelocityWeight",
     "WithLogVar",
@@ -129,6 +133,7 @@ __all__ = [
     "edm_preconditioning",
     "edm_sigma_from_t",
     "expand_time",
+    "iddpm_sigma_levels",
     "interpolate",
     "linear_from_edm",
     "mean_over_elements",
