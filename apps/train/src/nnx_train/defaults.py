@@ -13,7 +13,7 @@ Sections:
 | `data`       | a record source (`digits`, `synthetic`, `latents`, `imagefolder`, `arrayrecord`, `webdataset`) |
 | `loader`     | Grain reader threads and prefetch                                  |
 | `model`      | the network: ``name`` + its constructor's keyword arguments       |
-| `objective`  | the training objective (`interpolant`, `meanflow`, `edm2`, `repa`, `rae_decoder`) |
+| `objective`  | the training objective (`interpolant`, `meanflow`, `edm`, `edm2`, `repa`, `rae_decoder`) |
 | `optimizer`  | AdamW and gradient clipping                                        |
 | `schedule`   | learning-rate warm-up and decay                                    |
 | `ema`        | EMA decays                                                         |
@@ -38,6 +38,7 @@ from nnx_train.sections import (
     digits_data,
     dinov2_encoder,
     edm2_objective,
+    edm_objective,
     imagefolder_data,
     interpolant_objective,
     latent_data,
@@ -54,6 +55,7 @@ __all__ = [
     "digits_data",
     "dinov2_encoder",
     "edm2_objective",
+    "edm_objective",
     "imagefolder_data",
     "interpolant_objective",
     "latent_data",

@@ -46,6 +46,8 @@ MODEL_INPUT_KEYS: dict[str, tuple[str, str] | None] = {
     "LightningDiT": ("input_size", "in_channels"),
     "DiTDH": ("input_size", "in_channels"),
     "EDM2UNet": ("img_resolution", "img_channels"),
+    "SongUNet": ("img_resolution", "in_channels"),
+    "DhariwalUNet": ("img_resolution", "in_channels"),
     "RAEDecoder": None,
 }
 MODEL_NAMES = tuple(MODEL_INPUT_KEYS)

@@ -15,6 +15,7 @@ from nnx_train import tasks
 from nnx_train.constructors import unknown_name
 from nnx_train.errors import ConfigError
 from nnx_train.networks import build_model_factory
+from nnx_train.recipes.edm import edm_task
 from nnx_train.recipes.edm2 import edm2_task
 from nnx_train.recipes.inputs import RecipeInputs
 from nnx_train.recipes.interpolant import interpolant_task
@@ -27,6 +28,7 @@ __all__ = ["OBJECTIVE_NAMES", "RECIPES", "RecipeInputs", "build_task"]
 RECIPES: dict[str, Callable[[RecipeInputs], tasks.Task]] = {
     "interpolant": interpolant_task,
     "meanflow": meanflow_task,
+    "edm": edm_task,
     "edm2": edm2_task,
     "repa": repa_task,
     "rae_decoder": rae_decoder_task,
