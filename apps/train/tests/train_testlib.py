@@ -14,6 +14,8 @@ RECIPES = (
     "meanflow_b2",
     "meanflow_xl2",
     "edm2",
+    "edm_imagenet64",
+    "edm_digits",
     "rae_stage2",
     "rae_stage1",
 )

@@ -13,7 +13,7 @@ Sections:
 | `data`       | a record source (`digits`, `synthetic`, `latents`, `imagefolder`, `arrayrecord`, `webdataset`) |
 | `loader`     | Grain reader threads and prefetch                                  |
 | `model`      | the network: ``name`` + its constructor's keyword arguments       |
-| `objective`  | the training objective (`interpolant`, `ddpm`, `meanflow`, `edm2`, `repa`, `rae_decoder`) |
+| `objective`  | the training objective (`interpolant`, `ddpm`, `meanflow`, `edm`, `edm2`, `repa`, `rae_decoder`, `diffusion_forcing`) |
 | `optimizer`  | AdamW and gradient clipping                                        |
 | `schedule`   | learning-rate warm-up and decay                                    |
 | `ema`        | EMA decays                                                         |
@@ -40,6 +40,7 @@ from nnx_train.sections import (
     digits_data,
     dinov2_encoder,
     edm2_objective,
+    edm_objective,
     imagefolder_data,
     interpolant_objective,
     latent_data,
@@ -61,6 +62,7 @@ __all__ = [
     "diffusion_forcing_objective",
     "dinov2_encoder",
     "edm2_objective",
+    "edm_objective",
     "imagefolder_data",
     "interpolant_objective",
     "latent_data",

@@ -47,6 +47,8 @@ MODEL_INPUT_KEYS: dict[str, tuple[str, str] | None] = {
     "DiTDH": ("input_size", "in_channels"),
     "EDM2UNet": ("img_resolution", "img_channels"),
     "VideoDiT": ("input_size", "in_channels"),
+    "SongUNet": ("img_resolution", "in_channels"),
+    "DhariwalUNet": ("img_resolution", "in_channels"),
     "RAEDecoder": None,
 }
 MODEL_NAMES = tuple(MODEL_INPUT_KEYS)

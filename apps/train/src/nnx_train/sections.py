@@ -15,6 +15,7 @@ __all__ = [
     "digits_data",
     "dinov2_encoder",
     "edm2_objective",
+    "edm_objective",
     "imagefolder_data",
     "interpolant_objective",
     "latent_data",
@@ -317,6 +318,13 @@ def rae_decoder_objective(
             else dinov2_encoder(num_register_tokens=4, final_norm_affine=False),
         }
     )
+
+
+def edm_objective(
+    *, P_mean: float = -1.2, P_std: float = 1.2, sigma_data: float = 0.5
+) -> ConfigDict:
+    """EDM (Karras et al. 2022): preconditioning, ``ln sigma ~ N(P_mean, P_std^2)``, Table 1 loss."""
+    return ConfigDict({"name": "edm", "P_mean": P_mean, "P_std": P_std, "sigma_data": sigma_data})
 
 
 def edm2_objective(

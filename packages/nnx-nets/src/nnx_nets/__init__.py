@@ -4,11 +4,13 @@
 from nnx_nets.activation_axes import TOKEN_AXES, constrain_activation, constrain_tokens
 from nnx_nets.adaln import AdaLNModulation, modulate
 from nnx_nets.attention import SelfAttention
+from nnx_nets.dhariwal_unet import DHARIWAL_UNET_PRESETS, DhariwalUNet, dhariwal_unet_from_preset
 from nnx_nets.dinov2 import DINOV2_PRESETS, DINOv2, DINOv2Block, dinov2_from_preset
 from nnx_nets.dinov2_pos_embed import POS_EMBED_INTERPOLATIONS, resize_pos_grid
 from nnx_nets.dit import DIT_PRESETS, DiT, DiTBlock, DiTFinalLayer, dit_from_preset
 from nnx_nets.dit_dh import DIT_DH_PRESETS, DiTDH, dit_dh_from_preset
 from nnx_nets.edm2_unet import EDM2_PRESETS, EDM2Block, EDM2UNet, edm2_unet_from_preset
+from nnx_nets.edm_layers import EDMConv, EDMUNetBlock, FourierEmbedding, PositionalEmbedding
 from nnx_nets.embeddings import (
     GaussianFourierEmbedder,
     LabelEmbedder,
@@ -55,6 +57,7 @@ from nnx_nets.precision import (
 from nnx_nets.rope import apply_rope, axial_rope_tables
 from nnx_nets.sd_vae import SD_VAE_PRESETS, SDVAE, VAEDecoder, VAEEncoder, sd_vae_from_preset
 from nnx_nets.sd_vae_blocks import DiagonalGaussian
+from nnx_nets.song_unet import SONG_UNET_PRESETS, SongUNet, song_unet_from_preset
 from nnx_nets.video_dit import VideoDiT, VideoDiTBlock
 from nnx_nets.vit_decoder import (
     IMAGENET_MEAN,
@@ -146,6 +149,19 @@ __all__ += [  # vision networks
     "rae_decoder_from_preset",
     "resize_pos_grid",
     "sd_vae_from_preset",
+]
+
+__all__ += [  # EDM (Karras et al. 2022) U-Nets
+    "DHARIWAL_UNET_PRESETS",
+    "DhariwalUNet",
+    "EDMConv",
+    "EDMUNetBlock",
+    "FourierEmbedding",
+    "PositionalEmbedding",
+    "SONG_UNET_PRESETS",
+    "SongUNet",
+    "dhariwal_unet_from_preset",
+    "song_unet_from_preset",
 ]
 
 __all__ += [  # linen interop

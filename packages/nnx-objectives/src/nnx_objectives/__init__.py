@@ -25,6 +25,7 @@ from nnx_objectives.edm import (
     edm_loss_weight,
     edm_preconditioning,
 )
+from nnx_objectives.edm_precond import IDDPMPrecond, VEPrecond, VPPrecond, iddpm_sigma_levels
 from nnx_objectives.interpolant import InterpolantObjective, mean_over_elements
 from nnx_objectives.meanflow import (
     MeanFlowGuidance,
@@ -99,6 +100,7 @@ __all__ = [
     "EDMPrecond",
     "GVPPath",
     "ImprovedDDPMObjective",
+    "IDDPMPrecond",
     "InterpolantObjective",
     "LikelihoodWeight",
     "LinearPath",
@@ -126,7 +128,9 @@ __all__ = [
     "TwoTimeNetwork",
     "UncertaintyWeighted",
     "UniformTime",
+    "VEPrecond",
     "VPPath",
+    "VPPrecond",
     "VelocityPrediction",
     "VelocityWeight",
     "WithLogVar",
@@ -140,6 +144,7 @@ __all__ = [
     "edm_preconditioning",
     "edm_sigma_from_t",
     "expand_time",
+    "iddpm_sigma_levels",
     "interpolate",
     "linear_from_edm",
     "mean_over_elements",

@@ -42,6 +42,14 @@ from nnx_weightconv.specs.dit import (
     meanflow_dit_rules,
 )
 from nnx_weightconv.specs.dit_dh import dit_dh_buffer_keys, dit_dh_rules
+from nnx_weightconv.specs.edm import (
+    edm_prefix,
+    edm_resample_filters,
+    edm_unet_rules,
+    edm_variables,
+    export_edm_unet,
+    load_edm_unet,
+)
 from nnx_weightconv.specs.edm2 import (
     edm2_prefix,
     edm2_unet_rules,
@@ -117,6 +125,12 @@ __all__ += [  # specs: one per checkpoint family (rules, buffer keys, loaders, c
     "dit_kwargs_from_diffusers_config",
     "dit_rules",
     "edm2_prefix",
+    "edm_prefix",
+    "edm_resample_filters",
+    "edm_unet_rules",
+    "edm_variables",
+    "export_edm_unet",
+    "load_edm_unet",
     "edm2_unet_rules",
     "edm2_variables",
     "export_edm2_unet",

@@ -17,6 +17,7 @@ from nnx_train.errors import ConfigError
 from nnx_train.networks import build_model_factory
 from nnx_train.recipes.ddpm import ddpm_task
 from nnx_train.recipes.diffusion_forcing import diffusion_forcing_task
+from nnx_train.recipes.edm import edm_task
 from nnx_train.recipes.edm2 import edm2_task
 from nnx_train.recipes.inputs import RecipeInputs
 from nnx_train.recipes.interpolant import interpolant_task
@@ -30,6 +31,7 @@ RECIPES: dict[str, Callable[[RecipeInputs], tasks.Task]] = {
     "interpolant": interpolant_task,
     "ddpm": ddpm_task,
     "meanflow": meanflow_task,
+    "edm": edm_task,
     "edm2": edm2_task,
     "repa": repa_task,
     "rae_decoder": rae_decoder_task,
