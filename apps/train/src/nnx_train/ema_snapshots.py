@@ -165,6 +165,7 @@ def reconstruct_from_snapshots(
     *,
     at_step: int | None = None,
     sources: Sequence[float] | None = None,
+    sum_to_one: bool = False,
 ) -> tuple[list[Any], np.ndarray, list[tuple[int, float]]]:
     """Post-hoc power-function EMAs of lengths ``sigma_rels`` at ``at_step`` (EDM2 App. C.2).
 
@@ -180,6 +181,7 @@ def reconstruct_from_snapshots(
       at_step: the step whose averages are wanted (default: the newest snapshot); snapshots
         after it are not used.
       sources: use only the snapshots of these tracked lengths (default: all).
+      sum_to_one: constrain the coefficients to sum to 1 (`solve_posthoc_coefficients`).
 
     Returns:
       ``(averages, coefficients, inputs)``: ``M`` pytrees shaped like ``like``, the
@@ -190,7 +192,11 @@ def reconstruct_from_snapshots(
         at_step = max((step for step, _ in snapshots), default=0)
     inputs = _select_inputs(snapshots, at_step, sources)
     coefficients = solve_posthoc_coefficients(
-        [s for s, _ in inputs], [r for _, r in inputs], [at_step] * len(sigma_rels), sigma_rels
+        [s for s, _ in inputs],
+        [r for _, r in inputs],
+        [at_step] * len(sigma_rels),
+        sigma_rels,
+        sum_to_one=sum_to_one,
     )
     target = to_nested(jax.tree.map(_abstract, like))
     accumulate = jax.jit(

@@ -133,16 +133,23 @@ def solve_posthoc_coefficients(
     in_sigma_rels: Sequence[float],
     out_steps: Sequence[float],
     out_sigma_rels: Sequence[float],
+    *,
+    sum_to_one: bool = False,
 ) -> np.ndarray:
     """Least-squares weights of snapshots that best reproduce other EMA profiles.
 
     Args:
       in_steps, in_sigma_rels: ``(N,)`` step and EMA length of each stored snapshot.
       out_steps, out_sigma_rels: ``(M,)`` step and EMA length of each wanted average.
+      sum_to_one: add the constraint ``sum_i x_i = 1`` (the rebuilt profile integrates to 1,
+        as every EMA profile does, so constant parameters are returned unchanged). Upstream
+        has no constraint (``False``); its coefficients sum to ``1 +- 3e-4`` with 12
+        snapshots per profile, which scales every parameter by that much.
 
     Returns:
       float64 ``(N, M)``: column ``m`` holds ``x`` with ``sum_i x_i p_i ~ p*_m`` (minimum-norm
-      least-squares solution of ``A x = b``, upstream ``solve_posthoc_coefficients``).
+      least-squares solution of ``A x = b``, upstream ``solve_posthoc_coefficients``; with
+      ``sum_to_one`` the solution of the KKT system ``[[A, 1], [1^T, 0]] [x, l] = [b, 1]``).
     """
     in_steps, in_sigma_rels = np.broadcast_arrays(
         np.float64(in_steps).reshape(-1), np.float64(in_sigma_rels).reshape(-1)
@@ -156,4 +163,11 @@ def solve_posthoc_coefficients(
     target = power_function_correlation(
         in_steps[:, None], in_sigma_rels[:, None], out_steps[None, :], out_sigma_rels[None, :]
     )
-    return np.linalg.lstsq(gram, target, rcond=None)[0]
+    if not sum_to_one:
+        return np.linalg.lstsq(gram, target, rcond=None)[0]
+    count = len(in_steps)
+    system = np.ones((count + 1, count + 1))
+    system[:count, :count] = gram
+    system[count, count] = 0.0
+    right = np.concatenate([target, np.ones((1, target.shape[1]))])
+    return np.linalg.lstsq(system, right, rcond=None)[0][:count]
