@@ -8,19 +8,24 @@ tracked during training; a sweep of EMA lengths is scored with the digits classi
 writes its metric-vs-EMA-length plot.
 """
 
+import importlib.util
 import json
+import os
 
 import jax
 import numpy as np
 import pytest
-from train_testlib import load
+from train_testlib import config_path, load
 
 from nnx_train.ema_snapshots import list_snapshots, reconstruct_from_snapshots
 from nnx_train.errors import CheckpointError
 from nnx_train.evaluation import DigitsEvaluator
 from nnx_train.posthoc_sweep import sweep_posthoc_ema
 from nnx_train.run import Run
+from nnx_train.state import to_nested
 from nnx_train.train import train
+
+TOOL = os.path.join(os.path.dirname(__file__), "..", "..", "..", "tools", "posthoc_ema.py")
 
 OVERRIDES = (
     "model.hidden_size=16",
@@ -130,3 +135,30 @@ def test_missing_snapshots_are_named(trained, tmp_path):
         reconstruct_from_snapshots(
             f"{workdir}/phema_snapshots", run.state.params, [0.07], at_step=3
         )
+
+
+def _tool():
+    spec = importlib.util.spec_from_file_location("posthoc_ema_tool", TOOL)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_tool_saves_the_rebuilt_average_and_names_bad_lengths(trained, capsys):
+    import orbax.checkpoint as ocp
+
+    _, workdir, run = trained
+    tool = _tool()
+    train_args = ["--config", config_path("digits"), "--workdir", workdir]
+    train_args += [f"--config.{o}" for o in OVERRIDES]
+    assert tool.main([*train_args, "--sigma_rel", "0.5"]) == 2
+    assert "error: sigma_rel must lie in (0, 0.2887)" in capsys.readouterr().err
+    assert tool.main([*train_args, "--sigma_rel", "0.07", "--sources", "0.05,0.1"]) == 0
+    path = os.path.join(workdir, "posthoc_ema", "phema_0.07_step60")
+    assert f"saved {path}" in capsys.readouterr().out
+    saved = ocp.StandardCheckpointer().restore(path, to_nested(run.state.params))
+    (expected,), _, _ = reconstruct_from_snapshots(
+        f"{workdir}/phema_snapshots", run.state.params, [0.07], sources=(0.05, 0.1)
+    )
+    for a, b in zip(jax.tree.leaves(saved), jax.tree.leaves(to_nested(expected))):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))  # same sums: bitwise

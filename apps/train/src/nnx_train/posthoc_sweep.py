@@ -5,7 +5,8 @@ EDM2 (Karras et al. 2024, Section 3.2, Fig. 4-5) evaluates FID against the EMA l
 the same with the run's evaluator (`nnx_train.evaluation`): `sweep_posthoc_ema` rebuilds the
 averages from the snapshots (`nnx_train.ema_snapshots`), scores each, writes
 ``posthoc_ema_sweep.json`` and the metric-vs-EMA-length plot ``posthoc_ema_sweep.png``, and
-returns the best length. ``tools/posthoc_ema.py`` is its command line.
+returns the best length; `save_posthoc_ema` writes rebuilt averages as orbax items.
+``tools/posthoc_ema.py`` is their command line.
 """
 
 from __future__ import annotations
@@ -20,8 +21,15 @@ import numpy as np
 
 from nnx_train.ema_snapshots import reconstruct_from_snapshots, snapshot_directory
 from nnx_train.errors import ConfigError
+from nnx_train.state import to_nested
 
-__all__ = ["POSTHOC_KEY", "default_metric", "save_sweep_plot", "sweep_posthoc_ema"]
+__all__ = [
+    "POSTHOC_KEY",
+    "default_metric",
+    "save_posthoc_ema",
+    "save_sweep_plot",
+    "sweep_posthoc_ema",
+]
 
 POSTHOC_KEY = "posthoc"
 """The ``state.ema`` key under which a reconstructed average is evaluated."""
@@ -50,6 +58,7 @@ def sweep_posthoc_ema(
     lower_is_better: bool = True,
     at_step: int | None = None,
     sources: Sequence[float] | None = None,
+    sum_to_one: bool = False,
 ) -> dict:
     """Evaluates the post-hoc EMAs of lengths ``sigma_rels`` and picks the best.
 
@@ -64,6 +73,7 @@ def sweep_posthoc_ema(
       lower_is_better: ``True`` for distances (FID), ``False`` for accuracies.
       at_step: the step of the averages (default: the newest snapshot).
       sources: tracked lengths whose snapshots are combined (default: all).
+      sum_to_one: constrain the coefficients to sum to 1 (`nnx_train.power_ema`).
 
     Returns:
       ``{"rows": [{"sigma_rel", **metrics}], "best_sigma_rel", "best_value", "metric",
@@ -71,11 +81,7 @@ def sweep_posthoc_ema(
     """
     from nnx_train.evaluation import evaluate
 
-    directory = snapshot_directory(run.config.ema, str(run.checkpointer.directory))
-    averages, _, inputs = reconstruct_from_snapshots(
-        directory, run.state.params, sigma_rels, at_step=at_step, sources=sources
-    )
-    step = max(s for s, _ in inputs) if at_step is None else at_step
+    averages, step = _rebuild(run, sigma_rels, at_step, sources, sum_to_one)
     kept_ema, rows = run.state.ema, []
     try:
         for sigma_rel, params in zip(sigma_rels, averages):
@@ -106,6 +112,51 @@ def sweep_posthoc_ema(
         with open(result["table"], "w") as handle:
             json.dump(result, handle, indent=2, default=float)
     return result
+
+
+def _rebuild(run, sigma_rels, at_step, sources, sum_to_one) -> tuple[list[Any], int]:
+    directory = snapshot_directory(run.config.ema, str(run.checkpointer.directory))
+    averages, _, inputs = reconstruct_from_snapshots(
+        directory,
+        run.state.params,
+        sigma_rels,
+        at_step=at_step,
+        sources=sources,
+        sum_to_one=sum_to_one,
+    )
+    return averages, max(s for s, _ in inputs) if at_step is None else at_step
+
+
+def save_posthoc_ema(
+    run: Any,
+    sigma_rels: Sequence[float],
+    *,
+    at_step: int | None = None,
+    sources: Sequence[float] | None = None,
+    sum_to_one: bool = False,
+) -> list[str]:
+    """Rebuilds the averages of lengths ``sigma_rels`` and saves each as an orbax item.
+
+    The item is the parameter pytree as nested dicts (`nnx_train.state.to_nested`), written
+    shard by shard; read it back with ``ocp.StandardCheckpointer().restore(path,
+    to_nested(abstract_params))``. A collective (every process calls it).
+
+    Returns:
+      The folders ``<workdir>/posthoc_ema/phema_<sigma_rel>_step<step>``.
+    """
+    import orbax.checkpoint as ocp
+
+    if not sigma_rels:
+        return []
+    averages, step = _rebuild(run, sigma_rels, at_step, sources, sum_to_one)
+    folder = os.path.join(os.path.abspath(run.workdir), "posthoc_ema")
+    paths = [os.path.join(folder, f"phema_{s:g}_step{step}") for s in sigma_rels]
+    checkpointer = ocp.StandardCheckpointer()
+    for path, params in zip(paths, averages):
+        checkpointer.save(path, to_nested(params), force=True)
+    checkpointer.wait_until_finished()
+    checkpointer.close()
+    return paths
 
 
 def save_sweep_plot(
