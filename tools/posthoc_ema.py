@@ -15,7 +15,7 @@ The run must have tracked power-function EMAs with snapshots (``--config.ema.sig
 run's config: the model, mesh and snapshot folder come from it). Writes
 ``<workdir>/posthoc_ema/phema_<sigma_rel>_step<step>`` (``--sigma_rel``) and
 ``<workdir>/posthoc_ema_sweep.{png,json}`` (``--sweep``). The maths is
-``nnx_train.power_ema`` (Karras et al. 2024, Appendix C.2; NVlabs/edm2 ``reconstruct_phema.py``).
+``nnx_train.power_ema`` (Karras et al. 2024, Appendix C, Algorithm 3; NVlabs/edm2 ``reconstruct_phema.py``).
 """
 
 from __future__ import annotations
@@ -33,7 +33,6 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     parser.add_argument("--sweep", default="", help="lo:hi:count EMA lengths, evenly spaced")
     parser.add_argument("--step", type=int, default=None, help="default: newest snapshot")
     parser.add_argument("--sources", default="", help="tracked lengths to use, e.g. 0.05,0.1")
-    parser.add_argument("--sum_to_one", action="store_true", help="constrain sum of weights")
     parser.add_argument("--metric", default="", help="default: FID or classifier FD")
     parser.add_argument("--maximize", action="store_true", help="the metric is a score")
     return parser.parse_known_args(argv)
@@ -71,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
             metric, lower = default_metric(config.eval.name)
         run = Run(config, workdir)
         run.compile()
-        options = {"at_step": args.step, "sources": sources, "sum_to_one": args.sum_to_one}
+        options = {"at_step": args.step, "sources": sources}
         for path in save_posthoc_ema(run, args.sigma_rel, **options):
             print(f"saved {path}")
         if sweep:

@@ -44,7 +44,7 @@ def test_tracked_average_equals_the_closed_form(sigma_rel):
     weights = power_function_profile(steps, sigma_rel, steps)
     closed = weights @ sequence
     # The profile is a distribution, and the average of theta_t = t is its mean, which in
-    # continuous time is (gamma + 1) / (gamma + 2) T (EDM2 Eq. 1), up to the half step of
+    # continuous time is (gamma + 1) / (gamma + 2) T (the mean of the profile), up to the half step of
     # the discretisation.
     assert weights.sum() == pytest.approx(1.0, abs=1e-12)
     gamma = float(sigma_rel_to_gamma(sigma_rel))
@@ -77,14 +77,11 @@ def test_correlation_equals_the_integral_of_the_profiles():
         )
 
 
-@pytest.mark.parametrize("sum_to_one", [False, True])
-def test_reconstruction_is_exact_for_a_tracked_profile(sum_to_one):
+def test_reconstruction_is_exact_for_a_tracked_profile():
     steps = np.arange(10, 101, 10)
     in_steps = np.concatenate([steps, steps])
     in_lengths = np.repeat([0.05, 0.10], len(steps))
-    coefficients = solve_posthoc_coefficients(
-        in_steps, in_lengths, [100, 60], [0.10, 0.05], sum_to_one=sum_to_one
-    )
+    coefficients = solve_posthoc_coefficients(in_steps, in_lengths, [100, 60], [0.10, 0.05])
     # Each target is one of the inputs: the least-squares solution is that one-hot column
     # (float64 solve of a 20 x 20 Gram matrix with condition ~1e8: 1e-6 absolute).
     expected = np.zeros((20, 2))

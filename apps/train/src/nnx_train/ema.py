@@ -5,7 +5,7 @@ averages start as a copy of the initial parameters, never at zero: the seed star
 without bias correction and was at 63% of scale after 10k steps at 0.9999
 (willisma/diffuse_nnx).
 
-Power function (Karras et al. 2024, EDM2 Eq. 2; NVlabs/edm2 ``training/phema.py``
+Power function (Karras et al. 2024, EDM2 Eq. 127; NVlabs/edm2 ``training/phema.py``
 ``PowerFunctionEMA``): ``ema <- ema + (1 - beta_t) (params - ema)`` with
 ``beta_t = (1 - 1/t)**(gamma + 1)``, ``t`` the optimiser steps taken including this one and
 ``gamma`` from the EMA length ``sigma_rel`` (`nnx_train.power_ema`). ``beta_1 = 0``, so the

@@ -1,6 +1,6 @@
 """Snapshots of the power-function EMAs during training, and post-hoc EMAs rebuilt from them.
 
-EDM2 (Karras et al. 2024, Section 3.1 and Appendix C.2; NVlabs/edm2 ``training/phema.py``
+EDM2 (Karras et al. 2024, Section 3 and Appendix C; NVlabs/edm2 ``training/phema.py``
 and ``reconstruct_phema.py``) stores the two tracked power-function averages every few
 million images and, after training, combines them linearly into the average of any other EMA
 length ``sigma_rel`` at any stored step (`nnx_train.power_ema.solve_posthoc_coefficients`).
@@ -165,9 +165,8 @@ def reconstruct_from_snapshots(
     *,
     at_step: int | None = None,
     sources: Sequence[float] | None = None,
-    sum_to_one: bool = False,
 ) -> tuple[list[Any], np.ndarray, list[tuple[int, float]]]:
-    """Post-hoc power-function EMAs of lengths ``sigma_rels`` at ``at_step`` (EDM2 App. C.2).
+    """Post-hoc power-function EMAs of lengths ``sigma_rels`` at ``at_step`` (EDM2 Appendix C, Algorithm 3).
 
     Reads each snapshot once and accumulates ``sum_i x_im ema_i`` for every wanted length
     ``m`` on the devices of ``like`` (float32 sums; memory: one copy of the parameters per
@@ -181,7 +180,6 @@ def reconstruct_from_snapshots(
       at_step: the step whose averages are wanted (default: the newest snapshot); snapshots
         after it are not used.
       sources: use only the snapshots of these tracked lengths (default: all).
-      sum_to_one: constrain the coefficients to sum to 1 (`solve_posthoc_coefficients`).
 
     Returns:
       ``(averages, coefficients, inputs)``: ``M`` pytrees shaped like ``like``, the
@@ -196,7 +194,6 @@ def reconstruct_from_snapshots(
         [r for _, r in inputs],
         [at_step] * len(sigma_rels),
         sigma_rels,
-        sum_to_one=sum_to_one,
     )
     target = to_nested(jax.tree.map(_abstract, like))
     accumulate = jax.jit(

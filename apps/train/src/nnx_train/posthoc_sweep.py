@@ -58,7 +58,6 @@ def sweep_posthoc_ema(
     lower_is_better: bool = True,
     at_step: int | None = None,
     sources: Sequence[float] | None = None,
-    sum_to_one: bool = False,
 ) -> dict:
     """Evaluates the post-hoc EMAs of lengths ``sigma_rels`` and picks the best.
 
@@ -73,7 +72,6 @@ def sweep_posthoc_ema(
       lower_is_better: ``True`` for distances (FID), ``False`` for accuracies.
       at_step: the step of the averages (default: the newest snapshot).
       sources: tracked lengths whose snapshots are combined (default: all).
-      sum_to_one: constrain the coefficients to sum to 1 (`nnx_train.power_ema`).
 
     Returns:
       ``{"rows": [{"sigma_rel", **metrics}], "best_sigma_rel", "best_value", "metric",
@@ -81,7 +79,7 @@ def sweep_posthoc_ema(
     """
     from nnx_train.evaluation import evaluate
 
-    averages, step = _rebuild(run, sigma_rels, at_step, sources, sum_to_one)
+    averages, step = _rebuild(run, sigma_rels, at_step, sources)
     kept_ema, rows = run.state.ema, []
     try:
         for sigma_rel, params in zip(sigma_rels, averages):
@@ -114,7 +112,7 @@ def sweep_posthoc_ema(
     return result
 
 
-def _rebuild(run, sigma_rels, at_step, sources, sum_to_one) -> tuple[list[Any], int]:
+def _rebuild(run, sigma_rels, at_step, sources) -> tuple[list[Any], int]:
     directory = snapshot_directory(run.config.ema, str(run.checkpointer.directory))
     averages, _, inputs = reconstruct_from_snapshots(
         directory,
@@ -122,7 +120,6 @@ def _rebuild(run, sigma_rels, at_step, sources, sum_to_one) -> tuple[list[Any], 
         sigma_rels,
         at_step=at_step,
         sources=sources,
-        sum_to_one=sum_to_one,
     )
     return averages, max(s for s, _ in inputs) if at_step is None else at_step
 
@@ -133,7 +130,6 @@ def save_posthoc_ema(
     *,
     at_step: int | None = None,
     sources: Sequence[float] | None = None,
-    sum_to_one: bool = False,
 ) -> list[str]:
     """Rebuilds the averages of lengths ``sigma_rels`` and saves each as an orbax item.
 
@@ -148,7 +144,7 @@ def save_posthoc_ema(
 
     if not sigma_rels:
         return []
-    averages, step = _rebuild(run, sigma_rels, at_step, sources, sum_to_one)
+    averages, step = _rebuild(run, sigma_rels, at_step, sources)
     folder = os.path.join(os.path.abspath(run.workdir), "posthoc_ema")
     paths = [os.path.join(folder, f"phema_{s:g}_step{step}") for s in sigma_rels]
     checkpointer = ocp.StandardCheckpointer()
