@@ -15,6 +15,7 @@ the same steps).
 
 from __future__ import annotations
 
+import functools
 import posixpath
 from collections.abc import Sequence
 from typing import Any
@@ -196,13 +197,6 @@ def reconstruct_from_snapshots(
         sigma_rels,
     )
     target = to_nested(jax.tree.map(_abstract, like))
-    accumulate = jax.jit(
-        lambda sums, snapshot, weights: [
-            jax.tree.map(lambda a, x, w=w: a + w * x.astype(jnp.float32), total, snapshot)
-            for total, w in zip(sums, weights)
-        ],
-        donate_argnums=(0,),
-    )
     sums = [jax.tree.map(_zeros, target) for _ in sigma_rels]
     manager = _manager(directory)
     for row, (step, sigma_rel) in enumerate(inputs):
@@ -211,13 +205,22 @@ def reconstruct_from_snapshots(
             step, args=ocp.args.Composite(**{name: ocp.args.StandardRestore(target)})
         )
         weights = [jnp.float32(w) for w in coefficients[row]]
-        sums = accumulate(sums, restored[name], weights)
+        sums = _accumulate(sums, restored[name], weights)
     manager.close()
     averages = [
         from_nested(jax.tree.map(lambda a, t: a.astype(t.dtype), total, target), like)
         for total in sums
     ]
     return averages, coefficients, inputs
+
+
+@functools.partial(jax.jit, donate_argnums=(0,))
+def _accumulate(sums: list, snapshot: Any, weights: list) -> list:
+    """``sums[m] + weights[m] * snapshot`` for every wanted average ``m`` (float32)."""
+    return [
+        jax.tree.map(lambda a, x, w=w: a + w * x.astype(jnp.float32), total, snapshot)
+        for total, w in zip(sums, weights)
+    ]
 
 
 def _abstract(leaf: Any) -> jax.ShapeDtypeStruct:

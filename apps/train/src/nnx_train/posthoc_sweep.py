@@ -104,12 +104,15 @@ def sweep_posthoc_ema(
         "table": os.path.join(run.workdir, "posthoc_ema_sweep.json"),
     }
     if run.is_main:
-        save_sweep_plot(
-            [r["sigma_rel"] for r in rows], values, result["plot"], metric=metric, best=best
-        )
-        with open(result["table"], "w") as handle:
-            json.dump(result, handle, indent=2, default=float)
+        _write(result, values, best)
     return result
+
+
+def _write(result: dict, values: list[float], best: int) -> None:
+    sigma_rels = [row["sigma_rel"] for row in result["rows"]]
+    save_sweep_plot(sigma_rels, values, result["plot"], metric=result["metric"], best=best)
+    with open(result["table"], "w") as handle:
+        json.dump(result, handle, indent=2, default=float)
 
 
 def _rebuild(run, sigma_rels, at_step, sources) -> tuple[list[Any], int]:
