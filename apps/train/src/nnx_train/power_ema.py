@@ -138,8 +138,10 @@ def solve_posthoc_coefficients(
     """Least-squares weights of snapshots that best reproduce other EMA profiles.
 
     Args:
-      in_steps, in_sigma_rels: ``(N,)`` step and EMA length of each stored snapshot.
-      out_steps, out_sigma_rels: ``(M,)`` step and EMA length of each wanted average.
+      in_steps: ``(N,)`` step of each stored snapshot.
+      in_sigma_rels: ``(N,)`` EMA length of each stored snapshot.
+      out_steps: ``(M,)`` step of each wanted average.
+      out_sigma_rels: ``(M,)`` EMA length of each wanted average.
 
     Returns:
       float64 ``(N, M)``: column ``m`` holds ``x`` with ``sum_i x_i p_i ~ p*_m``: the
