@@ -16,9 +16,14 @@ learned log-variance weighting (EDM2 Eq. 21, 128 Fourier channels); Adam betas (
 batch 2048, lr = 0.0120 / sqrt(max(step / 70k, 1)) with a 10M-image ramp-up; 2048 Mi
 images; NaN/Inf gradients skipped (EDM2 zeroes them). Sampling: EDM grid (sigma 0.002..80,
 rho 7), Heun 32 steps (63 NFE), no guidance here.
-Differences: EDM2 tracks post-hoc power-function EMAs (sigma_rel 0.05 / 0.10) and trains in
-fp16 with forced weight normalisation written back to the weights; this recipe keeps a
-standard EMA (0.9999) in fp32 (see apps/train/README.md).
+Post-hoc EMA (EDM2 Sec. 3; NVlabs/edm2 ``training/phema.py``, ``training_loop.py``): two
+power-function EMAs, sigma_rel 0.05 and 0.10, snapshotted every 8 Mi images
+(``snapshot_nimg=8<<20``); after training ``tools/posthoc_ema.py --sigma_rel 0.130`` rebuilds
+the EMA of the FID number below (``edm2-img512-s-2147483-0.130.pkl``; 0.190 for FD-DINOv2),
+``--sweep 0.05:0.25:9`` scores a sweep. A standard EMA (0.9999) is kept for the pictures and
+the periodic evaluation during training.
+Differences: EDM2 trains in fp16 with forced weight normalisation written back to the
+weights; this recipe trains in fp32 (see apps/train/README.md).
 
 Reported FID-50k (512 px): EDM2-S 2.56 without guidance (FD-DINOv2 68.64), 2.23 with CFG
 from an unconditional XS model, 1.34 with autoguidance (XS guide, w 2.10).
@@ -59,7 +64,9 @@ def get_config(arg: str | None = None):
             "end_learning_rate": 0.0,
         }
     )
-    config.ema.decays = (0.9999,)
+    config.ema.update(
+        {"decays": (0.9999,), "sigma_rels": (0.05, 0.10), "snapshot_every_steps": 8 * STEPS_PER_MI}
+    )
     config.train.update({"batch_size": 2048, "num_steps": 2048 * STEPS_PER_MI})
     config.checkpoint.update({"every_steps": 8 * STEPS_PER_MI, "keep_period": 128 * STEPS_PER_MI})
     config.sampler.update({"solver": "heun", "grid": "edm", "num_steps": 32})

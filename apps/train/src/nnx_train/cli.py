@@ -156,7 +156,7 @@ def main(argv: Sequence[str] | None = None, *, default_config: str | None = None
     summary = ", ".join(
         f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
         for k, v in metrics.items()
-        if k
+        if k.split("_steps")[0]  # few-step evaluations: <name>_steps<n>
         in (
             "step",
             "generated_class_accuracy",

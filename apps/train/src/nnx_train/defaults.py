@@ -16,7 +16,7 @@ Sections:
 | `objective`  | the training objective (`interpolant`, `ddpm`, `meanflow`, `edm`, `edm2`, `repa`, `rae_decoder`, `diffusion_forcing`) |
 | `optimizer`  | AdamW and gradient clipping                                        |
 | `schedule`   | learning-rate warm-up and decay                                    |
-| `ema`        | EMA decays                                                         |
+| `ema`        | EMA decays; EDM2 power-function EMAs and their snapshots (post hoc)  |
 | `train`      | batch size, steps, logging interval, non-finite policy             |
 | `checkpoint` | where, how often, how many                                          |
 | `sharding`   | strategy and mesh axis sizes                                        |
@@ -154,7 +154,17 @@ def optimization_sections(config: ConfigDict) -> None:
     config.schedule = ConfigDict(
         {"name": "constant", "warmup_steps": 0, "decay_steps": 0, "end_learning_rate": 0.0}
     )
-    config.ema = ConfigDict({"decays": (0.9999,)})
+    # Fixed-decay EMAs, plus EDM2's power-function EMAs (nnx_train.ema; off when sigma_rels is
+    # empty) whose snapshots, every snapshot_every_steps steps, feed tools/posthoc_ema.py;
+    # snapshot_directory "" is phema_snapshots/ beside the checkpoint folder.
+    config.ema = ConfigDict(
+        {
+            "decays": (0.9999,),
+            "sigma_rels": (),
+            "snapshot_every_steps": 0,
+            "snapshot_directory": "",
+        }
+    )
     config.train = ConfigDict(
         {
             "batch_size": 256,
@@ -224,6 +234,9 @@ def sampling_sections(config: ConfigDict) -> None:
             "reference_stats": "",
             # keep the scored samples as workdir/eval_samples_<step>.npz (ADM sample batch)
             "save_samples": False,
+            # () evaluates sampler.num_steps; (1, 2) reports every metric per step count as
+            # <metric>_steps<n> (MeanFlow: one network evaluation per step)
+            "sampler_steps": (),
         }
     )
 

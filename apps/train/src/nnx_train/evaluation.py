@@ -11,6 +11,7 @@ perfect generator would reach with this many samples. `build_evaluator` makes th
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
 import time
@@ -27,6 +28,7 @@ __all__ = [
     "build_evaluator",
     "evaluate",
     "feature_statistics",
+    "sampler_variant",
     "save_sample_batch",
 ]
 
@@ -139,27 +141,58 @@ def build_evaluator(config: ConfigDict) -> Any:
             )
 
 
-def evaluate(run: Any, evaluator: Any, step: int) -> dict:
+def evaluate(run: Any, evaluator: Any, step: int, *, ema: float | str | None = None) -> dict:
     """Samples ``eval.num_samples`` class-balanced images from the EMA and scores them.
 
     ``run`` is the trainer's run (``config``, ``task``, ``workdir``, ``is_main`` and
     ``pixel_batches``). Every process samples and scores (sampling is a collective; the evaluators are
     deterministic, so all processes get the same metrics); process 0 writes the samples file.
+    ``ema`` overrides ``eval.ema`` (a decay, or a ``state.ema`` key such as a post-hoc EMA).
+    With ``eval.sampler_steps = (1, 2)`` (few-step samplers: MeanFlow's jump, one network
+    evaluation per step) every metric is reported once per step count as ``<name>_steps<n>``.
     """
+    config = run.config.eval
+    which = float(config.ema) if ema is None else ema
+    if not config.sampler_steps:
+        return _evaluate_once(run, evaluator, step, which, suffix="")
+    metrics = {}
+    for num_steps in config.sampler_steps:
+        suffix = f"_steps{int(num_steps)}"
+        variant = sampler_variant(run, int(num_steps))
+        found = _evaluate_once(variant, evaluator, step, which, suffix=suffix)
+        metrics.update({f"{name}{suffix}": value for name, value in found.items()})
+    return metrics
+
+
+def sampler_variant(run: Any, num_steps: int) -> Any:
+    """``run`` sampling with ``sampler.num_steps = num_steps`` (same state; cached per count)."""
+    from nnx_train import build
+
+    variants = run.__dict__.setdefault("_sampler_variants", {})
+    if num_steps not in variants:
+        variant = copy.copy(run)
+        variant.config = run.config.copy_and_resolve_references()
+        variant.config.sampler.num_steps = num_steps
+        variant.task = build.build_task(variant.config, data_shape=run.data_shape)
+        variant.compile()
+        variants[num_steps] = variant
+    variants[num_steps].state = run.state
+    return variants[num_steps]
+
+
+def _evaluate_once(run: Any, evaluator: Any, step: int, ema: float | str, *, suffix: str) -> dict:
     from nnx_fid import balanced_labels
 
     config = run.config.eval
     labels = balanced_labels(config.num_samples, run.task.num_classes, seed=run.config.seed)
     start = time.perf_counter()
-    batches = run.pixel_batches(
-        float(config.ema), labels, batch_size=config.batch_size, seed=run.config.seed + 2
-    )
+    batches = run.pixel_batches(ema, labels, batch_size=config.batch_size, seed=run.config.seed + 2)
     kept: list[np.ndarray] = []
     if config.save_samples:
         batches = _keeping(batches, kept)
     metrics = dict(evaluator(batches, labels))
     if config.save_samples:
-        path = os.path.join(run.workdir, f"eval_samples_{step:08d}.npz")
+        path = os.path.join(run.workdir, f"eval_samples_{step:08d}{suffix}.npz")
         if run.is_main:
             save_sample_batch(path, np.concatenate(kept), labels)
         metrics["samples_file"] = path

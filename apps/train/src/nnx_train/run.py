@@ -21,6 +21,7 @@ from nnx_train import build
 from nnx_train.checkpointing import Checkpointer
 from nnx_train.data import make_source_iterator
 from nnx_train.ema import ema_name, init_ema
+from nnx_train.ema_snapshots import SnapshotWriter, check_power_ema, snapshot_directory
 from nnx_train.errors import ConfigError, NonFiniteError
 from nnx_train.metrics_log import MetricsLogger
 from nnx_train.multihost import host_array, process_batch_rows
@@ -60,6 +61,7 @@ class Run:
         self.task = build.build_task(config, data_shape=self.data_shape)
         self.tx, self.schedule = build.build_optimizer(config)
         self.decays = tuple(float(d) for d in config.ema.decays)
+        self.sigma_rels = check_power_ema(config.ema)
         for section in ("samples", "eval"):
             wanted = float(config[section].ema)
             if wanted not in self.decays:
@@ -101,7 +103,7 @@ class Run:
                 params=params,
                 rest=rest,
                 opt_state=tx.init(params),
-                ema=init_ema(params, decays),
+                ema=init_ema(params, decays, self.sigma_rels),
                 key=jax.random.key_data(jax.random.key(config.seed)),
                 num_nonfinite=scalar(0),
             )
@@ -116,6 +118,14 @@ class Run:
             async_save=config.checkpoint.async_save,
             model_name=f"{config.model.name}:{config.objective.name}",
         )
+        self.snapshots = None
+        if config.ema.snapshot_every_steps:
+            self.snapshots = SnapshotWriter(
+                snapshot_directory(config.ema, directory),
+                sigma_rels=self.sigma_rels,
+                every_steps=config.ema.snapshot_every_steps,
+                async_save=config.checkpoint.async_save,
+            )
         if self.checkpointer.latest_step() is not None:
             target = jax.tree.map(
                 lambda leaf, sharding: jax.ShapeDtypeStruct(
@@ -149,6 +159,7 @@ class Run:
             optimizer=self.tx,
             schedule=self.schedule,
             ema_decays=self.decays,
+            ema_sigma_rels=self.sigma_rels,
         )
         self.train_step = jax.jit(step, donate_argnums=(0,), out_shardings=(self.shardings, None))
         graphdef, frozen_graphdef, task = self.graphdef, self.frozen_graphdef, self.task
@@ -184,9 +195,10 @@ class Run:
         self.decode = lambda latents: decode(state, latents)
 
     def pixel_batches(
-        self, decay: float, labels: np.ndarray, *, batch_size: int, seed: int
+        self, decay: float | str, labels: np.ndarray, *, batch_size: int, seed: int
     ) -> Iterator[np.ndarray]:
-        """Samples of the EMA ``decay`` for ``labels`` as pixel batches in [-1, 1].
+        """Samples of the EMA ``decay`` (or the ``state.ema`` key ``decay``) for ``labels`` as
+        pixel batches in [-1, 1].
 
         The batches are `nnx_fid.sample_in_batches` (one static size, the last padded, then
         trimmed), so the sampler compiles once; latents are decoded when ``autoencoder`` is set. A collective: every
@@ -194,7 +206,7 @@ class Run:
         """
         import nnx_sharding as ns
 
-        params = self.state.ema[ema_name(decay)]
+        params = self.state.ema[decay if isinstance(decay, str) else ema_name(decay)]
         key = jax.random.key(seed)
 
         def sample_batch(indices: np.ndarray, batch_labels: np.ndarray) -> np.ndarray:

@@ -47,6 +47,7 @@ def make_train_step(
     optimizer: optax.GradientTransformation,
     schedule: optax.Schedule,
     ema_decays: Sequence[float],
+    ema_sigma_rels: Sequence[float] = (),
 ) -> Callable[[TrainState, Any, dict], tuple[TrainState, dict]]:
     """Builds the pure step ``(state, frozen_state, batch) -> (state, metrics)``.
 
@@ -58,6 +59,7 @@ def make_train_step(
       optimizer: optax transformation over ``state.params``.
       schedule: learning-rate schedule (logged only).
       ema_decays: decays of the parameter averages.
+      ema_sigma_rels: EMA lengths of EDM2's power-function averages (`nnx_train.ema`).
 
     Returns:
       The unjitted step; metrics are float32 scalars ``loss``, ``grad_norm`` (the norm, not
@@ -65,6 +67,7 @@ def make_train_step(
       objective's auxiliary values.
     """
     decays = tuple(float(d) for d in ema_decays)
+    sigma_rels = tuple(float(s) for s in ema_sigma_rels)
 
     def step(state: TrainState, frozen_state: Any, batch: dict) -> tuple[TrainState, dict]:
         key = jax.random.fold_in(state.rng, state.step)
@@ -84,7 +87,12 @@ def make_train_step(
             params, _, opt_state, ema = old
             updates, opt_state = optimizer.update(grads, opt_state, params)
             params = optax.apply_updates(params, updates)
-            return params, rest, opt_state, update_ema(ema, params, decays)
+            return (
+                params,
+                rest,
+                opt_state,
+                update_ema(ema, params, decays, sigma_rels, state.step + 1),
+            )
 
         # A cond, not a select: the update runs in place on the donated buffers instead of
         # next to a kept copy (DiT-S/2: 650 MB of temporaries against 875 MB).

@@ -107,6 +107,8 @@ def _after_step(loop: _Loop, pending: list[dict]) -> list[dict]:
     every = config.checkpoint.every_steps
     if (every and step % every == 0) or step == loop.last_step:
         run.checkpointer.save(run.state, run.iterator)
+    if run.snapshots is not None:  # EDM2 keeps a snapshot at the end of training too
+        run.snapshots.maybe_save(run.state, step, final=step == config.train.num_steps)
     if config.samples.every_steps and step % config.samples.every_steps == 0:
         run.write_sample_grid(step, loop.logger)
     if (
@@ -140,6 +142,8 @@ def _run_steps(loop: _Loop) -> None:
     finally:
         loop.progress.close()
         run.checkpointer.wait()
+        if run.snapshots is not None:
+            run.snapshots.wait()
     loop.train_seconds = time.perf_counter() - loop_start
 
 
@@ -173,6 +177,8 @@ def _finish(loop: _Loop) -> dict:
             json.dump(final, handle, indent=2, default=float)
     loop.logger.close()
     run.checkpointer.close()
+    if run.snapshots is not None:
+        run.snapshots.close()
     barrier("nnx_train:end")  # no process leaves while another still writes or gathers
     return final
 
