@@ -173,12 +173,18 @@ def meanflow_objective(
     adaptive_power: float = 1.0,
     adaptive_constant: float = 0.01,
     omega: float = 1.0,
-    kappa: float = 0.0,
+    kappa: float = 0.5,
     guidance_t_min: float = 0.0,
     guidance_t_max: float = 1.0,
     class_dropout: float = 0.1,
+    drop_placement: str = "first_rows",
 ) -> ConfigDict:
-    """MeanFlow (nnx_objectives.MeanFlowObjective) with CFG folded into training."""
+    """MeanFlow (nnx_objectives.MeanFlowObjective) with CFG folded into training.
+
+    Defaults are the official ones (Gsunshine/meanflow ``meanflow.py``); ``drop_placement``
+    ``"first_rows"`` drops the labels of the leading rows (those with ``r = t``) as the
+    official code does, ``"independent"`` drops each row on its own.
+    """
     return ConfigDict(
         {
             "name": "meanflow",
@@ -192,6 +198,7 @@ def meanflow_objective(
             "guidance_t_min": guidance_t_min,
             "guidance_t_max": guidance_t_max,
             "class_dropout": class_dropout,
+            "drop_placement": drop_placement,
         }
     )
 

@@ -23,6 +23,7 @@ from nnx_objectives.interpolant import InterpolantObjective, mean_over_elements
 from nnx_objectives.meanflow import (
     MeanFlowGuidance,
     MeanFlowObjective,
+    drop_first_rows,
     meanflow_target,
     sample_two_times,
 )
@@ -123,6 +124,7 @@ __all__ = [
     "X0Prediction",
     "conditional_velocity",
     "convert_prediction",
+    "drop_first_rows",
     "drop_labels",
     "edm_from_linear",
     "edm_loss_weight",

@@ -11,7 +11,8 @@ from __future__ import annotations
 import nnx_objectives as no
 import nnx_samplers as sp
 from nnx_train import tasks
-from nnx_train.constructors import reject_ignored
+from nnx_objectives.meanflow import DROP_PLACEMENTS
+from nnx_train.constructors import reject_ignored, unknown_name
 from nnx_train.recipes.inputs import RecipeInputs
 from nnx_train.sampling import make_meanflow_generate
 
@@ -47,6 +48,8 @@ def meanflow_task(inputs: RecipeInputs) -> tasks.GeneratorTask:
     """MeanFlow objective (logit-normal times, adaptive weighting, optional CFG in training)."""
     _check_sampler(inputs)
     section = inputs.config.objective
+    if section.drop_placement not in DROP_PLACEMENTS:
+        raise unknown_name("objective.drop_placement", section.drop_placement, DROP_PLACEMENTS)
     guidance = None
     if section.omega != 1.0 or section.kappa != 0.0 or section.class_dropout > 0:
         guidance = no.MeanFlowGuidance(
@@ -56,6 +59,7 @@ def meanflow_task(inputs: RecipeInputs) -> tasks.GeneratorTask:
             t_min=section.guidance_t_min,
             t_max=section.guidance_t_max,
             label_dropout=section.class_dropout,
+            drop_placement=section.drop_placement,
         )
     objective = no.MeanFlowObjective(
         time_distribution=no.LogitNormalTime(mean=section.time_mean, std=section.time_std),
