@@ -233,7 +233,7 @@ def rae_encoder(dinov2, normalizer, *, encoder_resolution: int, mesh=None) -> Ca
 
     @jax.jit
     def run(state, norm_state, pixels):
-        inputs = encoder_input(pixels, encoder_resolution, antialias=False)
+        inputs = encoder_input(pixels, encoder_resolution)
         tokens = nnx.merge(graphdef, state)(inputs)["patch_tokens"]
         side = int(round(tokens.shape[1] ** 0.5))
         grid = tokens.reshape(tokens.shape[0], side, side, tokens.shape[-1])
