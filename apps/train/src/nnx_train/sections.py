@@ -48,15 +48,26 @@ def synthetic_data(
 
 
 def latent_data(
-    *, path: str = "", num_classes: int = 1000, posterior: str = "mean_std"
+    *,
+    path: str = "",
+    num_classes: int = 1000,
+    posterior: str = "mean_std",
+    horizontal_flip: bool = False,
 ) -> ConfigDict:
     """EDM2-format latents (``tools/extract_latents.py``); see `nnx_train.data.LatentSource`.
 
     Their normalisation ``(z - shift) * scale`` is ``config.autoencoder.shift/scale``: one
-    value for reading the data and for decoding samples.
+    value for reading the data and for decoding samples. ``horizontal_flip`` reads the stored
+    latent of the flipped image with probability 1/2 (a dataset extracted with ``--flip``).
     """
     return ConfigDict(
-        {"name": "latents", "path": path, "num_classes": num_classes, "posterior": posterior}
+        {
+            "name": "latents",
+            "path": path,
+            "num_classes": num_classes,
+            "posterior": posterior,
+            "horizontal_flip": horizontal_flip,
+        }
     )
 
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import nnx_objectives as no
 import nnx_samplers as sp
-from nnx_train import tasks
 from nnx_objectives.meanflow import DROP_PLACEMENTS
+from nnx_train import tasks
 from nnx_train.constructors import reject_ignored, unknown_name
 from nnx_train.recipes.inputs import RecipeInputs
 from nnx_train.sampling import make_meanflow_generate
