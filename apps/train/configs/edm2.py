@@ -65,7 +65,14 @@ def get_config(arg: str | None = None):
     config.checkpoint.update({"every_steps": 8 * STEPS_PER_MI, "keep_period": 128 * STEPS_PER_MI})
     config.sampler.update({"solver": "heun", "grid": "edm", "num_steps": 32})
     config.guidance.name = "none"
-    config.eval.update({"name": "fid", "every_steps": 64 * STEPS_PER_MI, "num_samples": 10_000})
+    config.eval.update(
+        {
+            "name": "fid",
+            "every_steps": 64 * STEPS_PER_MI,
+            "num_samples": 10_000,
+            "settings": ("cfg1.0/10k", "cfg1.0/50k"),
+        }
+    )
     if arg == "tiny":
         make_tiny(
             config,

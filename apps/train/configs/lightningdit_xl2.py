@@ -62,7 +62,13 @@ def get_config(arg: str | None = None):
     config.sampler.update({"solver": "heun", "num_steps": 32})
     config.guidance.update({"scale": 1.0, "interval": (0.0, 0.89), "guided_channels": 3})
     config.eval.update(
-        {"name": "fid", "every_steps": 6_250, "num_samples": 10_000, "batch_size": 250}
+        {
+            "name": "fid",
+            "every_steps": 6_250,
+            "num_samples": 10_000,
+            "batch_size": 250,
+            "settings": ("cfg1.0/10k", "cfg1.5/10k", "cfg1.0/50k", "cfg1.5/50k"),
+        }
     )
     if arg == "tiny":
         make_tiny(config, hidden_size=32, depth=1, num_heads=2)

@@ -45,7 +45,13 @@ def get_config(arg: str | None = None):
     config.sampler.update({"solver": "euler_jump", "num_steps": 1})
     config.guidance.name = "none"
     config.eval.update(
-        {"name": "fid", "every_steps": 25_000, "num_samples": 10_000, "batch_size": 250}
+        {
+            "name": "fid",
+            "every_steps": 25_000,
+            "num_samples": 10_000,
+            "batch_size": 250,
+            "settings": ("cfg1.0/10k", "cfg1.0/50k"),
+        }
     )
     if arg == "tiny":
         make_tiny(config, hidden_size=32, depth=1, num_heads=2)

@@ -41,7 +41,13 @@ def get_config(arg: str | None = None):
     config.sampler.update({"solver": "heun", "num_steps": 32})
     config.guidance.update({"name": "cfg", "scale": 1.0, "guided_channels": 3})
     config.eval.update(
-        {"name": "fid", "every_steps": 25_000, "num_samples": 10_000, "batch_size": 250}
+        {
+            "name": "fid",
+            "every_steps": 25_000,
+            "num_samples": 10_000,
+            "batch_size": 250,
+            "settings": ("cfg1.0/10k", "cfg1.5/10k", "cfg1.0/50k", "cfg1.5/50k"),
+        }
     )
     config.samples.every_steps = 25_000
     if arg == "tiny":

@@ -226,6 +226,10 @@ def sampling_sections(config: ConfigDict) -> None:
             "reference_stats": "",
             # keep the scored samples as workdir/eval_samples_<step>.npz (ADM sample batch)
             "save_samples": False,
+            # rows to report, "cfg<scale>/<count>" each (e.g. "cfg1.5/50k"): metrics are keyed
+            # "<metric>@<row>"; periodic evaluations score the rows of at most num_samples
+            # images, the final one every row. Empty: one row at guidance.scale, num_samples.
+            "settings": (),
         }
     )
 
