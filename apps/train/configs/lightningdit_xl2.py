@@ -1,6 +1,6 @@
 """LightningDiT-XL/2: RMSNorm, SwiGLU, 2-D RoPE (no QK-norm); logit-normal t; SD-VAE latents.
 
-Command::
+Command (latents from ``tools/extract_latents.py ... --flip``: flipped copies for the flips)::
 
     uv run apps/train --config apps/train/configs/lightningdit_xl2.py --workdir runs/ldit_xl2 \\
         --config.data.path=/data/imagenet256_sdvae_latents --config.autoencoder.weights=... \\
@@ -31,7 +31,7 @@ from nnx_train.defaults import base_config, make_tiny, sdvae_latents
 def get_config(arg: str | None = None):
     config = base_config()
     config.name = "lightningdit_xl2"
-    sdvae_latents(config, resolution=256)
+    sdvae_latents(config, resolution=256, horizontal_flip=True)
     config.model = config.model.__class__(
         {
             "name": "LightningDiT",

@@ -1,6 +1,6 @@
 """SiT-B/2: DiT-B/2 on 256-px ImageNet SD-VAE latents, linear path, velocity, uniform t.
 
-Command::
+Command (latents from ``tools/extract_latents.py ... --flip``: flipped copies for the flips)::
 
     uv run apps/train --config apps/train/configs/sit_b2.py --workdir runs/sit_b2 \\
         --config.data.path=/data/imagenet256_sdvae_latents \\
