@@ -74,9 +74,9 @@ _BINARY = {
 def _leaves(value: Any, prefix: str) -> dict[str, Any]:
     if isinstance(value, ConfigDict):
         out: dict[str, Any] = {}
-        for key in value.keys():
+        for key, item in value.items():
             if key not in _NOT_HYPERPARAMETERS:
-                out.update(_leaves(value[key], f"{prefix}.{key}"))
+                out.update(_leaves(item, f"{prefix}.{key}"))
         return out
     return {prefix: value}
 
