@@ -13,7 +13,8 @@ channel_mult (1, 2, 3, 4), 3 blocks per level, attention at 16 and 8, dropout 0)
 latents standardised with raw_mean (5.81, 3.25, 0.12, -2.15) and raw_std (4.17, 4.62, 3.71,
 3.28) to std 0.5; EDM preconditioning (sigma_data 0.5) with ln sigma ~ N(-0.4, 1.0) and the
 learned log-variance weighting (EDM2 Eq. 21, 128 Fourier channels); Adam betas (0.9, 0.99),
-batch 2048, lr = 0.0120 / sqrt(max(step / 70k, 1)) with a 10M-image ramp-up; 2048 Mi
+batch 2048, lr = 0.0100 / sqrt(max(step / 70k, 1)) with a 10M-image ramp-up (NVlabs/edm2
+``train_edm2.py``, preset ``edm2-img512-s``: lr 0.0100, decay 70000; 0.0120 is XS's); 2048 Mi
 images; NaN/Inf gradients skipped (EDM2 zeroes them). Sampling: EDM grid (sigma 0.002..80,
 rho 7), Heun 32 steps (63 NFE), no guidance here.
 Post-hoc EMA (EDM2 Sec. 3; NVlabs/edm2 ``training/phema.py``, ``training_loop.py``): two
@@ -54,7 +55,7 @@ def get_config(arg: str | None = None):
     )
     config.objective = edm2_objective(P_mean=-0.4, P_std=1.0, sigma_data=0.5, logvar_channels=128)
     config.optimizer.update(
-        {"learning_rate": 0.0120, "b1": 0.9, "b2": 0.99, "eps": 1e-8, "weight_decay": 0.0}
+        {"learning_rate": 0.0100, "b1": 0.9, "b2": 0.99, "eps": 1e-8, "weight_decay": 0.0}
     )
     config.schedule.update(
         {
@@ -71,7 +72,14 @@ def get_config(arg: str | None = None):
     config.checkpoint.update({"every_steps": 8 * STEPS_PER_MI, "keep_period": 128 * STEPS_PER_MI})
     config.sampler.update({"solver": "heun", "grid": "edm", "num_steps": 32})
     config.guidance.name = "none"
-    config.eval.update({"name": "fid", "every_steps": 64 * STEPS_PER_MI, "num_samples": 10_000})
+    config.eval.update(
+        {
+            "name": "fid",
+            "every_steps": 64 * STEPS_PER_MI,
+            "num_samples": 10_000,
+            "settings": ("cfg1.0/10k", "cfg1.0/50k"),
+        }
+    )
     if arg == "tiny":
         make_tiny(
             config,

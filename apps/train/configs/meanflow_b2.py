@@ -57,6 +57,7 @@ def get_config(arg: str | None = None):
             "num_samples": 10_000,
             "batch_size": 250,
             "sampler_steps": (1, 2),
+            "settings": ("cfg1.0/10k", "cfg1.0/50k"),
         }
     )
     if arg == "tiny":

@@ -64,7 +64,13 @@ def get_config(arg: str | None = None):
     )
     config.guidance.update({"name": "cfg", "scale": 1.8, "interval": (0.0, 0.7)})
     config.eval.update(
-        {"name": "fid", "every_steps": 25_000, "num_samples": 10_000, "batch_size": 250}
+        {
+            "name": "fid",
+            "every_steps": 25_000,
+            "num_samples": 10_000,
+            "batch_size": 250,
+            "settings": ("cfg1.0/10k", "cfg1.5/10k", "cfg1.0/50k", "cfg1.5/50k", "cfg1.8/50k"),
+        }
     )
     if arg == "tiny":
         make_tiny(config, shape=(8, 8, 3), hidden_size=32, depth=1, num_heads=2)

@@ -15,7 +15,8 @@ with float32 master weights and optimiser state, dots-saveable remat over scanne
 
 Reported FID-50k: DiffuseNNX 17.62 at 80 epochs ("Heun-32"); SiT paper 17.2 at 400k
 (unverified); at 7M steps 8.3-8.61 with SDE sampling (about 9.5 ODE) and 2.06 with CFG 1.5
-(Euler-Maruyama 250, w = sigma_t).
+(Euler-Maruyama 250, w = sigma_t) guiding latent channels 0-2 only (``guided_channels = 3``,
+inherited from `sit_b2`; SiT ``models.py``, ``forward_with_cfg``).
 """
 
 from nnx_train.defaults import XL_ONE_GPU_POLICY, make_tiny, sibling_config

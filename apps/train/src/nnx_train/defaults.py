@@ -79,15 +79,21 @@ __all__ = [
 ]
 
 
-def sdvae_latents(config: ConfigDict, *, resolution: int = 256, edm2: bool = False) -> ConfigDict:
+def sdvae_latents(
+    config: ConfigDict, *, resolution: int = 256, edm2: bool = False, horizontal_flip: bool = False
+) -> ConfigDict:
     """Sets ImageNet SD-VAE latents (``tools/extract_latents.py``) and the SD-VAE decoder.
+
+    ``horizontal_flip`` needs latents extracted with ``--flip`` (`nnx_train.data.LatentSource`).
 
     DiT / SiT / REPA scale latents by 0.18215; EDM2 standardises them per channel with
     ``raw_mean [5.81, 3.25, 0.12, -2.15]`` and ``raw_std [4.17, 4.62, 3.71, 3.28]`` to std 0.5
     (NVlabs/edm2 ``training/encoders.py``; never mix the two).
     """
     side = resolution // 8
-    config.data = latent_data(num_classes=1000, posterior="mean_std")
+    config.data = latent_data(
+        num_classes=1000, posterior="mean_std", horizontal_flip=horizontal_flip
+    )
     config.autoencoder.name = "sdvae"
     if edm2:
         config.autoencoder.shift = (5.81, 3.25, 0.12, -2.15)
@@ -152,7 +158,14 @@ def optimization_sections(config: ConfigDict) -> None:
         }
     )
     config.schedule = ConfigDict(
-        {"name": "constant", "warmup_steps": 0, "decay_steps": 0, "end_learning_rate": 0.0}
+        {
+            "name": "constant",
+            "warmup_steps": 0,
+            "decay_steps": 0,
+            "end_learning_rate": 0.0,
+            # False: the warm-up holds the peak rate instead of ramping from 0 (RAE stage 2)
+            "warmup_from_zero": True,
+        }
     )
     # Fixed-decay EMAs, plus EDM2's power-function EMAs (nnx_train.ema; off when sigma_rels is
     # empty) whose snapshots, every snapshot_every_steps steps, feed tools/posthoc_ema.py;
@@ -218,7 +231,7 @@ def sampling_sections(config: ConfigDict) -> None:
     )
     # Guidance of the sampling field (nnx_samplers.ClassifierFreeGuidance): name "cfg" or
     # "none", weight, the (t_lo, t_hi) interval where it applies, and the number of guided
-    # leading channels (0: all; 3: DiT's legacy mode).
+    # leading channels (0: all; 3: DiT / SiT's 3 of 4 and LightningDiT's 3 of 32).
     config.guidance = ConfigDict(
         {"name": "cfg", "scale": 1.0, "interval": (0.0, 1.0), "guided_channels": 0}
     )
@@ -237,6 +250,10 @@ def sampling_sections(config: ConfigDict) -> None:
             # () evaluates sampler.num_steps; (1, 2) reports every metric per step count as
             # <metric>_steps<n> (MeanFlow: one network evaluation per step)
             "sampler_steps": (),
+            # rows to report, "cfg<scale>/<count>" each (e.g. "cfg1.5/50k"): metrics are keyed
+            # "<metric>@<row>"; periodic evaluations score the rows of at most num_samples
+            # images, the final one every row. Empty: one row at guidance.scale, num_samples.
+            "settings": (),
         }
     )
 

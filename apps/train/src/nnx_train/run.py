@@ -162,7 +162,11 @@ class Run:
             ema_sigma_rels=self.sigma_rels,
         )
         self.train_step = jax.jit(step, donate_argnums=(0,), out_shardings=(self.shardings, None))
-        graphdef, frozen_graphdef, task = self.graphdef, self.frozen_graphdef, self.task
+        self.preview = self._jit_preview(self.task)
+        self._guided_previews: dict[float, object] = {}
+
+    def _jit_preview(self, task):
+        graphdef, frozen_graphdef = self.graphdef, self.frozen_graphdef
 
         def preview(params, rest, frozen_state, batch, key_data):
             model = nnx.merge(graphdef, params, rest)
@@ -171,7 +175,19 @@ class Run:
 
         # Replicated samples: every process can read them without a gather of its own.
         replicated = jax.sharding.NamedSharding(self.mesh, jax.sharding.PartitionSpec())
-        self.preview = jax.jit(preview, out_shardings=replicated)
+        return jax.jit(preview, out_shardings=replicated)
+
+    def _preview_for(self, guidance_scale: float | None):
+        """The compiled preview with ``guidance.scale`` replaced by ``guidance_scale``
+        (``None``: the configured one), built once per scale (evaluation settings)."""
+        if guidance_scale is None or guidance_scale == self.config.guidance.scale:
+            return self.preview
+        if guidance_scale not in self._guided_previews:
+            config = ConfigDict(self.config.to_dict())
+            config.guidance.scale = float(guidance_scale)
+            task = build.build_task(config, data_shape=self.data_shape)
+            self._guided_previews[guidance_scale] = self._jit_preview(task)
+        return self._guided_previews[guidance_scale]
 
     def global_batch(self, local: dict) -> dict:
         import nnx_sharding as ns
@@ -195,10 +211,17 @@ class Run:
         self.decode = lambda latents: decode(state, latents)
 
     def pixel_batches(
-        self, decay: float | str, labels: np.ndarray, *, batch_size: int, seed: int
+        self,
+        decay: float | str,
+        labels: np.ndarray,
+        *,
+        batch_size: int,
+        seed: int,
+        guidance_scale: float | None = None,
     ) -> Iterator[np.ndarray]:
         """Samples of the EMA ``decay`` (or the ``state.ema`` key ``decay``) for ``labels`` as
-        pixel batches in [-1, 1].
+        pixel batches in [-1, 1], guided with ``guidance_scale`` (``None``:
+        ``config.guidance.scale``).
 
         The batches are `nnx_fid.sample_in_batches` (one static size, the last padded, then
         trimmed), so the sampler compiles once; latents are decoded when ``autoencoder`` is set. A collective: every
@@ -207,6 +230,7 @@ class Run:
         import nnx_sharding as ns
 
         params = self.state.ema[decay if isinstance(decay, str) else ema_name(decay)]
+        preview = self._preview_for(guidance_scale)
         key = jax.random.key(seed)
 
         def sample_batch(indices: np.ndarray, batch_labels: np.ndarray) -> np.ndarray:
@@ -214,7 +238,7 @@ class Run:
             if isinstance(self.task, AutoencoderTask):  # reconstructions of fixed real images
                 batch["x"] = np.stack([self.source[i % len(self.source)]["x"] for i in indices])
             with ns.activation_sharding(self.mesh, self.rules):
-                images = self.preview(
+                images = preview(
                     params,
                     self.state.rest,
                     self.frozen_state,

@@ -88,15 +88,26 @@ def synthetic_data(
 
 
 def latent_data(
-    *, path: str = "", num_classes: int = 1000, posterior: str = "mean_std"
+    *,
+    path: str = "",
+    num_classes: int = 1000,
+    posterior: str = "mean_std",
+    horizontal_flip: bool = False,
 ) -> ConfigDict:
     """EDM2-format latents (``tools/extract_latents.py``); see `nnx_train.data.LatentSource`.
 
     Their normalisation ``(z - shift) * scale`` is ``config.autoencoder.shift/scale``: one
-    value for reading the data and for decoding samples.
+    value for reading the data and for decoding samples. ``horizontal_flip`` reads the stored
+    latent of the flipped image with probability 1/2 (a dataset extracted with ``--flip``).
     """
     return ConfigDict(
-        {"name": "latents", "path": path, "num_classes": num_classes, "posterior": posterior}
+        {
+            "name": "latents",
+            "path": path,
+            "num_classes": num_classes,
+            "posterior": posterior,
+            "horizontal_flip": horizontal_flip,
+        }
     )
 
 
@@ -216,13 +227,19 @@ def meanflow_objective(
     adaptive_power: float = 1.0,
     adaptive_constant: float = 0.01,
     omega: float = 1.0,
-    kappa: float = 0.0,
+    kappa: float = 0.5,
     guidance_t_min: float = 0.0,
     guidance_t_max: float = 1.0,
     class_dropout: float = 0.1,
+    drop_placement: str = "first_rows",
 ) -> ConfigDict:
     """MeanFlow (nnx_objectives.MeanFlowObjective) with CFG folded into training; ``times``
-    is a logit-normal `time_distribution` section (default MeanFlow's mean -0.4, std 1.0)."""
+    is a logit-normal `time_distribution` section (default MeanFlow's mean -0.4, std 1.0).
+
+    Defaults are the official ones (Gsunshine/meanflow ``meanflow.py``); ``drop_placement``
+    ``"first_rows"`` drops the labels of the leading rows (those with ``r = t``) as the
+    official code does, ``"independent"`` drops each row on its own.
+    """
     return ConfigDict(
         {
             "name": "meanflow",
@@ -235,6 +252,7 @@ def meanflow_objective(
             "guidance_t_min": guidance_t_min,
             "guidance_t_max": guidance_t_max,
             "class_dropout": class_dropout,
+            "drop_placement": drop_placement,
         }
     )
 

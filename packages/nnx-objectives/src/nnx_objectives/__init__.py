@@ -30,6 +30,7 @@ from nnx_objectives.interpolant import InterpolantObjective, mean_over_elements
 from nnx_objectives.meanflow import (
     MeanFlowGuidance,
     MeanFlowObjective,
+    drop_first_rows,
     meanflow_target,
     sample_two_times,
 )
@@ -138,6 +139,7 @@ __all__ = [
     "conditional_velocity",
     "convert_prediction",
     "discretized_gaussian_log_likelihood",
+    "drop_first_rows",
     "drop_labels",
     "edm_from_linear",
     "edm_loss_weight",

@@ -33,7 +33,9 @@ __all__ = [
 ]
 
 DIT_LEGACY_GUIDED_CHANNELS = 3
-"""DiT's ``forward_with_cfg`` guides only latent channels 0-2 of 4 (kept to reproduce old FIDs)."""
+"""DiT's and SiT's ``forward_with_cfg`` guide only latent channels 0-2 of 4 (kept to reproduce
+their FIDs); LightningDiT's (hustvl ``models/lightningdit.py``) also guides only the first 3,
+of 32 VA-VAE channels."""
 
 
 @dataclass(frozen=True)
@@ -133,7 +135,9 @@ class ClassifierFreeGuidance:
       interval: guide only for ``t`` in ``[t_lo, t_hi]``; ``None`` guides every step.
       guided_channels: ``None`` (default) guides all channels; ``DIT_LEGACY_GUIDED_CHANNELS``
         reproduces DiT/SiT's 3-of-4-channel guidance (published FIDs; 1.5 on 3 channels
-        behaves like about 1.375 on 4).
+        behaves like about 1.375 on 4) and LightningDiT's 3-of-32 (its published scales 6.7 and
+        10 are for 3 guided channels; its interval ``t >= 0.11`` with t = 1 data is
+        ``GuidanceInterval(0.0, 0.89)`` here).
       decision_time: the time at which ``interval`` is tested; ``None`` (default) tests the
         evaluation time. Set by solvers through :meth:`decided_at`.
     """

@@ -70,6 +70,13 @@ def _build_container_source(data: ConfigDict, autoencoder: ConfigDict) -> source
                 resolution=data.resolution, horizontal_flip=data.horizontal_flip
             )
         case "latents":
+            if data.horizontal_flip:
+                raise ConfigError(
+                    f"data.horizontal_flip=True with {data.name} latent records: flips need the "
+                    "latents of flipped images; extract a latent folder with "
+                    "tools/extract_latents.py --flip (data.name='latents') or set "
+                    "data.horizontal_flip=False."
+                )
             codec = sources.LatentCodec(
                 posterior=data.posterior,
                 shift=tuple(autoencoder.shift),

@@ -12,8 +12,9 @@ from ml_collections import ConfigDict
 
 import nnx_objectives as no
 import nnx_samplers as sp
+from nnx_objectives.meanflow import DROP_PLACEMENTS
 from nnx_train import tasks
-from nnx_train.constructors import reject_ignored
+from nnx_train.constructors import reject_ignored, unknown_name
 from nnx_train.errors import ConfigError
 from nnx_train.recipes.inputs import RecipeInputs
 from nnx_train.sampling import make_meanflow_generate
@@ -61,6 +62,8 @@ def meanflow_task(inputs: RecipeInputs) -> tasks.GeneratorTask:
     """MeanFlow objective (logit-normal times, adaptive weighting, optional CFG in training)."""
     _check_sampler(inputs)
     section = inputs.config.objective
+    if section.drop_placement not in DROP_PLACEMENTS:
+        raise unknown_name("objective.drop_placement", section.drop_placement, DROP_PLACEMENTS)
     guidance = None
     if section.omega != 1.0 or section.kappa != 0.0 or section.class_dropout > 0:
         guidance = no.MeanFlowGuidance(
@@ -70,6 +73,7 @@ def meanflow_task(inputs: RecipeInputs) -> tasks.GeneratorTask:
             t_min=section.guidance_t_min,
             t_max=section.guidance_t_max,
             label_dropout=section.class_dropout,
+            drop_placement=section.drop_placement,
         )
     objective = no.MeanFlowObjective(
         time_distribution=_meanflow_times(section.time_distribution),
