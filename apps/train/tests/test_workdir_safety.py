@@ -103,3 +103,42 @@ def test_a_picture_that_fails_mid_write_leaves_the_previous_one(tmp_path, monkey
         save_image_grid(np.full((2, 4, 4, 3), 255, np.uint8), path)
     assert (tmp_path / "samples.png").read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["samples.png"]
+
+
+def test_nan_learning_rate_is_caught_by_the_update_guard():
+    """Finite loss and gradients, NaN update: the step is not applied and is counted."""
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+    import optax
+    from flax import nnx
+
+    from nnx_train.ema import init_ema
+    from nnx_train.state import TrainState, scalar
+    from nnx_train.step import make_train_step
+
+    graphdef, params, rest = nnx.split(nnx.Linear(3, 2, rngs=nnx.Rngs(0)), nnx.Param, ...)
+    tx = optax.sgd(float("nan"))
+    state = TrainState(
+        step=scalar(0),
+        params=params,
+        rest=rest,
+        opt_state=tx.init(params),
+        ema=init_ema(params, (0.9,)),
+        key=jax.random.key_data(jax.random.key(0)),
+        num_nonfinite=scalar(0),
+    )
+    step = make_train_step(
+        graphdef=graphdef,
+        frozen_graphdef=None,
+        loss_fn=lambda model, frozen, batch, key: (jnp.sum(model(batch["x"]) ** 2, -1), {}),
+        optimizer=tx,
+        schedule=optax.constant_schedule(float("nan")),
+        ema_decays=(0.9,),
+    )
+    before = jax.tree.map(np.asarray, state.params)
+    new_state, metrics = jax.jit(step)(state, None, {"x": jnp.ones((4, 3))})
+    assert np.isfinite(metrics["loss"]) and np.isfinite(metrics["grad_norm"])
+    assert int(new_state.num_nonfinite) == 1 and float(metrics["nonfinite"]) == 1.0
+    for a, b in zip(jax.tree.leaves(new_state.params), jax.tree.leaves(before)):
+        np.testing.assert_array_equal(np.asarray(a), b)  # kept exactly: not applied

@@ -4,7 +4,9 @@ The model is split once outside; inside the step it is merged from the state, th
 its gradient are computed, the optimiser and the EMAs advance, and the new state is returned.
 The state argument is donated, so parameters, optimiser moments and EMAs are updated in place.
 
-Non-finite guard: when the loss or the gradient norm is NaN/Inf, the step keeps the previous
+Non-finite guard: when the loss, the gradient norm or the optimiser's update is NaN/Inf (the
+update catches what finite gradients cannot: a NaN learning rate or schedule, an overflowing
+second moment), the step keeps the previous
 parameters, optimiser state and EMAs (the step counter still advances, so the data and the
 RNG move on) and counts the event in ``num_nonfinite``; the loop then skips or stops
 according to ``train.nonfinite``. EDM2 zeroes non-finite gradients instead
@@ -80,16 +82,25 @@ def make_train_step(
         grad_norm = optax.tree.norm(grads)
         finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
 
+        def keep(old):
+            return old, jnp.bool_(False)
+
         def advance(old):
             params, _, opt_state, ema = old
-            updates, opt_state = optimizer.update(grads, opt_state, params)
-            params = optax.apply_updates(params, updates)
-            return params, rest, opt_state, update_ema(ema, params, decays)
+            updates, new_opt_state = optimizer.update(grads, opt_state, params)
+
+            def apply(_):
+                new_params = optax.apply_updates(params, updates)
+                new = (new_params, rest, new_opt_state, update_ema(ema, new_params, decays))
+                return new, jnp.bool_(True)
+
+            usable = jnp.isfinite(optax.tree.norm(updates))
+            return jax.lax.cond(usable, apply, lambda _: keep(old), None)
 
         # A cond, not a select: the update runs in place on the donated buffers instead of
         # next to a kept copy (DiT-S/2: 650 MB of temporaries against 875 MB).
-        params, rest, opt_state, ema = jax.lax.cond(
-            finite, advance, lambda old: old, (state.params, state.rest, state.opt_state, state.ema)
+        (params, rest, opt_state, ema), finite = jax.lax.cond(
+            finite, advance, keep, (state.params, state.rest, state.opt_state, state.ema)
         )
         new_state = state.replace(
             step=state.step + 1,

@@ -28,6 +28,7 @@ from nnx_train.preemption import Preempted, PreemptionWatch
 from nnx_train.progress import Progress
 from nnx_train.provenance import prepare_workdir, write_json_atomic
 from nnx_train.run import Run, check_nonfinite
+from nnx_train.validation import validate_config
 from nnx_train.workdir_lock import WorkdirLock
 
 __all__ = ["prepare_workdir", "train"]
@@ -79,6 +80,7 @@ def _start(
         start_step=start_step,
         batch_size=cfg.batch_size,
         enabled=run.is_main and config.logging.progress_bar,
+        messages=run.is_main,
     )
     if run.resumed_from is not None:
         progress.write(f"Resumed from step {run.resumed_from} in {run.checkpointer.directory}.")
@@ -209,6 +211,7 @@ def train(config: ConfigDict, workdir: str, *, stop_after: int | None = None) ->
     """
     wall_start = time.perf_counter()
     start_distributed(config.distributed)  # before anything touches a device
+    validate_config(config)  # before anything is built or written
     workdir = prepare_workdir(workdir)
     lock = WorkdirLock(workdir)
     lock.acquire()  # before anything is written or cleaned up in the workdir
