@@ -37,6 +37,11 @@ import numpy as np
 import orbax.checkpoint as ocp
 from etils import epath
 
+from nnx_train.checkpoint_errors import (
+    quiet_orbax_thread_errors,
+    read_permission_error,
+    write_error,
+)
 from nnx_train.errors import CheckpointError, ConfigError
 from nnx_train.fingerprint import fingerprints, position_fingerprint
 from nnx_train.multihost import barrier
@@ -85,23 +90,6 @@ def _position_fingerprints(data_iterator: Any) -> dict[str, str]:
         _position_name(i, count): bytes(np.asarray(row, np.uint8)).hex()
         for i, row in enumerate(np.asarray(gathered).reshape(count, -1))
     }
-
-
-def _permission_error(path: Any, err: BaseException) -> CheckpointError:
-    return CheckpointError(
-        f"Permission denied reading the checkpoint {path} ({_one_line(err)}); nothing was "
-        "changed. Give the user running the trainer read access to it (e.g. chmod -R u+rX), "
-        "or point checkpoint.directory at a copy it can read."
-    )
-
-
-def _is_permission_error(err: BaseException) -> bool:
-    text = str(err).lower()
-    return (
-        isinstance(err, PermissionError)
-        or "permission denied" in text
-        or ("permission_denied" in text)
-    )
 
 
 def _committed(path: epath.Path) -> bool:
@@ -168,6 +156,7 @@ class Checkpointer:
                 f"checkpoint.keep={keep}: at least one checkpoint must be kept; set "
                 "checkpoint.keep to 1 or more."
             )
+        quiet_orbax_thread_errors()
         path = directory if "://" in directory else os.path.abspath(directory)
         self.directory = epath.Path(path)
         self.model_name = model_name
@@ -220,7 +209,10 @@ class Checkpointer:
                 }
             ),
         )
-        return self.manager.save(step, args=args, force=force)
+        try:
+            return self.manager.save(step, args=args, force=force)
+        except Exception as err:  # noqa: BLE001 - one line for disk full / no permission
+            raise write_error(err, self.directory) or err from err
 
     def restore(self, abstract_state: Any, data_iterator: Any) -> Any:
         """Restores the newest readable checkpoint into ``abstract_state``'s layout.
@@ -273,8 +265,8 @@ class Checkpointer:
         except _Untrusted:
             raise
         except Exception as err:  # noqa: BLE001 - any unreadable file means: try older
-            if _is_permission_error(err):
-                raise _permission_error(path, err) from err
+            if read_permission_error(err, path) is not None:
+                raise read_permission_error(err, path) from err
             raise _Untrusted(f"manifest unreadable ({_one_line(err)})") from err
         if manifest["arrays"] != expected:
             raise CheckpointError(
@@ -292,8 +284,8 @@ class Checkpointer:
         except CheckpointError:
             raise
         except Exception as err:  # noqa: BLE001
-            if _is_permission_error(err):
-                raise _permission_error(path, err) from err
+            if read_permission_error(err, path) is not None:
+                raise read_permission_error(err, path) from err
             raise _Untrusted(_one_line(err)) from err
         saved_position = manifest.get("positions", {}).get(name)  # absent: older versions
         if saved_position is not None and saved_position != position_fingerprint(position):
@@ -384,10 +376,17 @@ class Checkpointer:
             log.warning("Moved the unreadable checkpoint %s to %s.", source, target)
 
     def wait(self) -> None:
-        """Blocks until pending asynchronous saves are finalised."""
-        self.manager.wait_until_finished()
+        """Blocks until pending asynchronous saves are finalised.
+
+        Raises:
+          CheckpointError: the disk is full or not writable (one line).
+        """
+        try:
+            self.manager.wait_until_finished()
+        except Exception as err:  # noqa: BLE001
+            raise write_error(err, self.directory) or err from err
 
     def close(self) -> None:
         """Waits for pending saves and releases the manager."""
-        self.manager.wait_until_finished()
+        self.wait()
         self.manager.close()
