@@ -17,7 +17,14 @@ from typing import Any
 
 from nnx_train.errors import CheckpointError
 
-__all__ = ["quiet_orbax_thread_errors", "read_permission_error", "write_error"]
+__all__ = [
+    "quiet_orbax_thread_errors",
+    "read_permission_error",
+    "warn_uncommitted",
+    "write_error",
+]
+
+log = logging.getLogger("nnx_train.checkpointing")
 
 _DISK_FULL = ("resource_exhausted", "no space left on device", "os_error_code='28'", "errno 28")
 _NO_PERMISSION = ("permission_denied", "permission denied", "errno 13", "read-only file system")
@@ -81,3 +88,19 @@ def read_permission_error(error: BaseException, path: Any) -> CheckpointError | 
         "was changed. Give the user running the trainer read access to it (e.g. chmod -R "
         "u+rX), or point checkpoint.directory at a copy it can read."
     )
+
+
+def warn_uncommitted(directory: Any, marker: str) -> None:
+    """Warns about each step folder of ``directory`` (a bucket) without its commit marker:
+    an upload that never completed. orbax would delete such folders on open
+    (``cleanup_tmp_directories``); the trainer reports them and leaves them in place."""
+    if not directory.exists():
+        return
+    for path in sorted(directory.iterdir(), key=lambda p: p.name):
+        if path.name.isdigit() and not (path / marker).exists():
+            log.warning(
+                "Checkpoint %s has no %s: its upload never completed. It is not used and is "
+                "left in place (remove it when it is no longer needed).",
+                path,
+                marker,
+            )

@@ -20,6 +20,11 @@ the previous one is used; it is then renamed ``<step>.corrupt``. Untrusted means
 copied step), unreadable files (truncated, missing), or arrays whose fingerprint differs from
 the one in the manifest (bytes changed on disk: tensorstore reads such files without error).
 
+On a bucket a step folder without the marker (an upload that never completed) is reported by
+name when the checkpointer opens and left in place; orbax's clean-up of temporary folders
+runs only on local disks, where the workdir lock (`nnx_train.workdir_lock`) keeps it from
+touching another run's in-flight save.
+
 Fingerprints (`nnx_train.fingerprint`) cover every array of the state and the data-iterator
 position of every process, so a valid but wrong value of either is named, not resumed.
 """
@@ -40,6 +45,7 @@ from etils import epath
 from nnx_train.checkpoint_errors import (
     quiet_orbax_thread_errors,
     read_permission_error,
+    warn_uncommitted,
     write_error,
 )
 from nnx_train.errors import CheckpointError, ConfigError
@@ -157,15 +163,19 @@ class Checkpointer:
                 "checkpoint.keep to 1 or more."
             )
         quiet_orbax_thread_errors()
-        path = directory if "://" in directory else os.path.abspath(directory)
-        self.directory = epath.Path(path)
+        remote = "://" in directory
+        self.directory = epath.Path(directory if remote else os.path.abspath(directory))
         self.model_name = model_name
+        if remote and jax.process_index() == 0:
+            warn_uncommitted(self.directory, COMMIT_MARKER)
         options = ocp.CheckpointManagerOptions(
             max_to_keep=keep,
             keep_period=keep_period or None,
             enable_async_checkpointing=async_save,
             create=True,
-            cleanup_tmp_directories=True,
+            # On a bucket a step folder without its commit marker counts as temporary and
+            # orbax would delete it on open: it is reported instead and left in place.
+            cleanup_tmp_directories=not remote,
         )
         try:
             self.manager = ocp.CheckpointManager(
