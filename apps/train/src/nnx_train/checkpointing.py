@@ -20,10 +20,8 @@ the previous one is used; it is then renamed ``<step>.corrupt``. Untrusted means
 copied step), unreadable files (truncated, missing), or arrays whose fingerprint differs from
 the one in the manifest (bytes changed on disk: tensorstore reads such files without error).
 
-On a bucket a step folder without the marker (an upload that never completed) is reported by
-name when the checkpointer opens and left in place; orbax's clean-up of temporary folders
-runs only on local disks, where the workdir lock (`nnx_train.workdir_lock`) keeps it from
-touching another run's in-flight save.
+On a bucket a step without the marker is reported on open and left in place; orbax's temporary
+folder clean-up runs only on local disks, where the workdir lock keeps other runs away.
 
 Fingerprints (`nnx_train.fingerprint`) cover every array of the state and the data-iterator
 position of every process, so a valid but wrong value of either is named, not resumed.
