@@ -41,6 +41,27 @@ def _mean_metrics(aux: dict) -> dict:
     }
 
 
+def _keep(old: tuple) -> tuple[tuple, jax.Array]:
+    return old, jnp.bool_(False)
+
+
+def _update_if_finite(
+    old: tuple, grads: Any, rest: Any, optimizer: optax.GradientTransformation, decays: tuple
+) -> tuple[tuple, jax.Array]:
+    """``((params, rest, opt_state, ema), applied)``: the optimiser step when its update is
+    finite (a NaN learning rate gives a NaN update from finite gradients), else ``old``."""
+    params, _, opt_state, ema = old
+    updates, new_opt_state = optimizer.update(grads, opt_state, params)
+
+    def apply(_):
+        new_params = optax.apply_updates(params, updates)
+        new = (new_params, rest, new_opt_state, update_ema(ema, new_params, decays))
+        return new, jnp.bool_(True)
+
+    usable = jnp.isfinite(optax.tree.norm(updates))
+    return jax.lax.cond(usable, apply, lambda _: _keep(old), None)
+
+
 def make_train_step(
     *,
     graphdef: nnx.GraphDef,
@@ -82,25 +103,14 @@ def make_train_step(
         grad_norm = optax.tree.norm(grads)
         finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
 
-        def keep(old):
-            return old, jnp.bool_(False)
-
-        def advance(old):
-            params, _, opt_state, ema = old
-            updates, new_opt_state = optimizer.update(grads, opt_state, params)
-
-            def apply(_):
-                new_params = optax.apply_updates(params, updates)
-                new = (new_params, rest, new_opt_state, update_ema(ema, new_params, decays))
-                return new, jnp.bool_(True)
-
-            usable = jnp.isfinite(optax.tree.norm(updates))
-            return jax.lax.cond(usable, apply, lambda _: keep(old), None)
-
         # A cond, not a select: the update runs in place on the donated buffers instead of
         # next to a kept copy (DiT-S/2: 650 MB of temporaries against 875 MB).
+        old = (state.params, state.rest, state.opt_state, state.ema)
         (params, rest, opt_state, ema), finite = jax.lax.cond(
-            finite, advance, keep, (state.params, state.rest, state.opt_state, state.ema)
+            finite,
+            lambda old: _update_if_finite(old, grads, rest, optimizer, decays),
+            _keep,
+            old,
         )
         new_state = state.replace(
             step=state.step + 1,
