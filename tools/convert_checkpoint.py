@@ -33,7 +33,9 @@ Examples::
       --arch rae_decoder --preset ViT-XL
 
 Every missing, unexpected or mis-shaped key is reported by name (exit status 1) and
-nothing is written. Only parameters are saved (``nnx.state(model, nnx.Param)``); fixed
+nothing is written; so are NaN/Inf weights (a diverged or damaged checkpoint). An existing
+output folder is refused before anything is read (exit status 2) unless ``--force`` is given,
+which replaces it. Only parameters are saved (``nnx.state(model, nnx.Param)``); fixed
 tables (sin-cos positions, RoPE) are recomputed by the networks, and ``time_scale`` is a
 constructor argument to set when the model is built for use. Build the model with the
 constructor arguments printed on success and restore with ``nnx_weightconv.restore_orbax``.
@@ -47,6 +49,7 @@ from __future__ import annotations
 import argparse
 import json
 import pathlib
+import shutil
 import sys
 from collections.abc import Callable
 
@@ -174,7 +177,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="allow unexpected keys and parameters no key fills (they keep a random init)",
     )
     parser.add_argument("--dry-run", action="store_true", help="check the keys, write nothing")
+    parser.add_argument("--force", action="store_true", help="replace an existing output folder")
     return parser
+
+
+def _nonfinite(params) -> list[str]:
+    """Names of the parameters holding NaN/Inf values."""
+    return [
+        "/".join(str(k) for k in path)
+        for path, var in params
+        if not np.isfinite(np.asarray(var.get_value())).all()
+    ]
 
 
 def _sizes(args, presets: dict[str, dict[str, int]], needed: tuple[str, ...]) -> dict:
@@ -344,6 +357,13 @@ def main(argv: list[str] | None = None) -> int:
         cls, kwargs, load = build(args)
     except ValueError as error:
         parser.error(str(error))
+    if args.output.exists() and not (args.force or args.dry_run):
+        print(
+            f"error: the output {args.output} exists; pass --force to replace it, or choose "
+            "another output folder",
+            file=sys.stderr,
+        )
+        return 2
     try:
         state_dict = read_state_dict(args.checkpoint, subkey=args.subkey)
         if args.non_strict:  # unfilled parameters need a real initialisation
@@ -355,6 +375,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {args.checkpoint}: {error}", file=sys.stderr)
         return 1
     params = nnx.state(model, nnx.Param).flat_state()
+    broken = _nonfinite(params)
+    if broken:
+        shown = ", ".join(broken[:3]) + (f", ... ({len(broken)} in all)" if len(broken) > 3 else "")
+        print(
+            f"error: {args.checkpoint}: NaN/Inf weights in {shown}; the checkpoint diverged or "
+            "is damaged: convert another one (nothing was written)",
+            file=sys.stderr,
+        )
+        return 1
     count = sum(int(np.prod(var.get_value().shape)) for _, var in params)
     summary = (
         f"{cls.__name__}({', '.join(f'{k}={v}' for k, v in kwargs.items())}): {count:,} parameters"
@@ -362,6 +391,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.dry_run:
         print(f"ok (dry run): {summary}")
         return 0
+    if args.output.exists():  # --force: replace it
+        shutil.rmtree(args.output)
     save_orbax(model, args.output)
     print(f"wrote {args.output}: {summary}")
     if args.arch in CHECKPOINT_CONVENTIONS:

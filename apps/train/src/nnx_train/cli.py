@@ -25,6 +25,7 @@ from pathlib import Path
 from ml_collections import ConfigDict
 
 from nnx_train.errors import ConfigError, TrainError
+from nnx_train.preemption import PREEMPTED_EXIT_STATUS, Preempted
 
 __all__ = ["default_config_path", "load_config", "main", "parse_args"]
 
@@ -147,6 +148,9 @@ def main(argv: Sequence[str] | None = None, *, default_config: str | None = None
         from nnx_train.train import train
 
         metrics = train(config, workdir)
+    except Preempted as notice:
+        print(notice, file=sys.stderr)
+        return PREEMPTED_EXIT_STATUS
     except TrainError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

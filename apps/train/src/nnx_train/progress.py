@@ -16,12 +16,21 @@ class Progress:
       start_step: the step a resumed run starts from.
       batch_size: global images per step.
       enabled: False hides the bar (other hosts, tests).
+      messages: print `write` lines to stderr when the bar is hidden (process 0 with
+        ``logging.progress_bar=False``: warnings must not vanish with the bar).
     """
 
     def __init__(
-        self, *, total_steps: int, start_step: int, batch_size: int, enabled: bool = True
+        self,
+        *,
+        total_steps: int,
+        start_step: int,
+        batch_size: int,
+        enabled: bool = True,
+        messages: bool = False,
     ) -> None:
         self.batch_size = batch_size
+        self.messages = messages
         self._bar = None
         self._last_time = time.perf_counter()
         self._last_step = start_step
@@ -57,6 +66,8 @@ class Progress:
         """Prints a line without breaking the bar."""
         if self._bar is not None:
             self._bar.write(message, file=sys.stderr)
+        elif self.messages:
+            print(message, file=sys.stderr, flush=True)
 
     def close(self) -> None:
         if self._bar is not None:

@@ -166,6 +166,12 @@ class LatentSource:
                 f"Latent file {name} in {self.path} has shape {array.shape}; every file must be "
                 "(C, H, W) with the same shape. Re-extract it with tools/extract_latents.py."
             )
+        if not np.isfinite(array).all():
+            raise DataError(
+                f"Latent file {name} in {self.path} holds {int((~np.isfinite(array)).sum())} "
+                "NaN/Inf value(s) (a diverged or damaged encoding). Delete it and re-run "
+                "tools/extract_latents.py, which rewrites missing files."
+            )
         return np.transpose(array.astype(np.float32, copy=False), (1, 2, 0))
 
     def __len__(self) -> int:
