@@ -72,7 +72,9 @@ def test_bfloat16_policy_is_close_to_float32_with_float32_params(name):
     x, t, y = _inputs(ref_model)
     ref, out = _forward(ref_model, x, t, y), _forward(bf16, x, t, y)
     assert out.dtype == jnp.float32 and float(jnp.abs(ref).max()) > 0
-    assert {leaf.dtype for leaf in jax.tree.leaves(nnx.state(bf16, nnx.Param))} == {jnp.float32}
+    assert {leaf.dtype for leaf in jax.tree.leaves(nnx.state(bf16, nnx.Param))} == {
+        jnp.dtype("float32")
+    }
     # bfloat16 rounds to 2^-9 relative (8-bit mantissa): every matmul input and the token
     # stream are rounded, about ten roundings deep through two blocks of fan-in-scaled random
     # weights. Measured relative L2 errors (jax 0.10.2, CPU): DiT 0.0068, LightningDiT 0.0059,

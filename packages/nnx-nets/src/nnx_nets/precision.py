@@ -80,6 +80,10 @@ class Precision:
     compute_dtype: jnp.dtype = jnp.float32
     residual_dtype: jnp.dtype = jnp.float32
 
+    def __post_init__(self) -> None:
+        for field in ("param_dtype", "compute_dtype", "residual_dtype"):  # one spelling each
+            object.__setattr__(self, field, jnp.dtype(getattr(self, field)))
+
     @classmethod
     def float32(cls) -> Precision:
         """Everything float32: the reference numbers, bit for bit."""
