@@ -31,7 +31,7 @@ from nnx_train.defaults import base_config, ddpm_objective, make_tiny, sdvae_lat
 def get_config(arg: str | None = None):
     config = base_config()
     config.name = "dit_xl2"
-    sdvae_latents(config, resolution=256)
+    sdvae_latents(config, resolution=256, horizontal_flip=True)  # latents of flipped images
     config.model.update(
         {
             "name": "DiT",

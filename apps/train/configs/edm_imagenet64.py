@@ -12,8 +12,8 @@ Models", Table 7 and Appendix F; NVlabs/edm README, training table, row
 channel_mult (1, 2, 3, 4), 3 blocks per level, attention at 32, 16 and 8 (64 channels per
 head), dropout 0.10, class-conditional (296M parameters); EDM preconditioning with
 sigma_data 0.5, ln sigma ~ N(-1.2, 1.2^2); Adam (0.9, 0.999, 1e-8), lr 1e-4 after a linear
-ramp-up over 10 Mi images (NVlabs/edm ``training_loop.py``, ``lr_rampup_kimg=10000``), batch
-4096 for 2500 Mi images; EMA half-life 50 Mi images, i.e. a per-step decay
+ramp-up over 10 M images (NVlabs/edm ``training_loop.py``, ``lr_rampup_kimg=10000``), batch
+4096 for 2500 M images; EMA half-life 50 M images, i.e. a per-step decay
 0.5 ** (4096 / 50e6) = 0.999943; no augmentation, no x-flips.
 Differences: EDM ramps the EMA half-life up over the first 5% of training
 (``ema_rampup_ratio=0.05``) and trains in fp16 with loss scaling 100; this recipe keeps a
@@ -29,7 +29,11 @@ the ADM baseline checkpoint re-sampled with EDM's sampler: 1.55 (from 2.07).
 from nnx_train.defaults import base_config, edm_objective, imagefolder_data, make_tiny
 
 BATCH = 4096
-STEPS_PER_MI = 2**20 // BATCH  # 256 steps per Mi images
+
+
+def _steps(mimg: float) -> int:
+    """Optimiser steps for ``mimg`` million images (EDM counts in kimg = 1000 images)."""
+    return round(mimg * 1e6 / BATCH)
 
 
 def get_config(arg: str | None = None):
@@ -56,17 +60,17 @@ def get_config(arg: str | None = None):
     config.optimizer.update(
         {"learning_rate": 1e-4, "b1": 0.9, "b2": 0.999, "eps": 1e-8, "weight_decay": 0.0}
     )
-    config.schedule.update({"name": "constant", "warmup_steps": 10 * STEPS_PER_MI})
+    config.schedule.update({"name": "constant", "warmup_steps": _steps(10)})
     config.ema.decays = (round(0.5 ** (BATCH / 50e6), 6),)
-    config.train.update({"batch_size": BATCH, "num_steps": 2500 * STEPS_PER_MI})
-    config.checkpoint.update({"every_steps": 20 * STEPS_PER_MI, "keep_period": 200 * STEPS_PER_MI})
+    config.train.update({"batch_size": BATCH, "num_steps": _steps(2500)})
+    config.checkpoint.update({"every_steps": _steps(20), "keep_period": _steps(200)})
     config.sampler.update({"solver": "heun", "grid": "edm", "num_steps": 32})
     config.guidance.name = "none"
     config.samples.ema = config.ema.decays[0]
     config.eval.update(
         {
             "name": "fid",
-            "every_steps": 100 * STEPS_PER_MI,
+            "every_steps": _steps(100),
             "num_samples": 10_000,
             "ema": config.ema.decays[0],
         }
