@@ -69,9 +69,11 @@ def build_model_factory(model: ConfigDict, *, seed: int) -> Callable[[], nnx.Mod
     if "dtype" in kwargs:
         kwargs["dtype"] = dtype_from_name(kwargs["dtype"])
     parameters = signature_parameters(cls)
-    if "dtype" in kwargs and "precision" in parameters:
+    if "dtype" in kwargs and "precision" in parameters and "dtype" not in parameters:
         # The DiT family takes one precision policy (nnx_nets.Precision); model.dtype names it:
         # "float32" (all float32) or "bfloat16" (float32 params, bf16 matmuls and activations).
+        # Networks with a dtype of their own (EDM / EDM2 U-Nets, RAE decoder) keep it; their
+        # `precision` is the matmul precision.
         kwargs["precision"] = nnx_nets.resolve_precision(kwargs.pop("dtype"))
     unknown = sorted(set(kwargs) - set(parameters))
     if unknown:
