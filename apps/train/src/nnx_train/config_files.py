@@ -158,7 +158,7 @@ def load_config_file(spec: str) -> Any:
 
 
 def describe_config_files(folder: str) -> list[str]:
-    """One line per config file of ``folder``: ``name.py[:arg|:arg]  first docstring line``."""
+    """One line per config file of ``folder``: ``name.py[:arg|arg]  first docstring line``."""
     lines = []
     for name in _names_in(folder):
         path = os.path.join(folder, name)
@@ -169,6 +169,6 @@ def describe_config_files(folder: str) -> list[str]:
             continue
         doc = (ast.get_docstring(tree) or "").strip().splitlines()
         summary = doc[0] if doc else ""
-        shown = name + "".join(f"[:{a}]" for a in args)
+        shown = name + (f"[:{'|'.join(args)}]" if args else "")
         lines.append(f"  {shown:<38} {summary}")
     return lines
