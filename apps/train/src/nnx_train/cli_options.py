@@ -41,7 +41,7 @@ _FLAGS = (
     ("--data_format", "FORMAT", str, "data.content of arrayrecord / webdataset: pixels or latents"),
     ("--step", "N", int, "sample/evaluate: the checkpoint step (default: the newest)"),
     ("--weights", "W", str, "sample: 'ema' (samples.ema, the default), 'raw', or an EMA decay"),
-    ("--num_images", "N", int, "sample: number of images (default samples.num_images)"),
+    ("--num_images", "N", int, "sample: number of images (default samples.num_images, or 64)"),
     ("--seed", "S", int, "sample: noise and label seed (default config.seed + 1)"),
     ("--out", "DIR", str, "sample: output folder (default <workdir>/samples/<time>_step<N>)"),
 )

@@ -34,6 +34,7 @@ from nnx_train.errors import ConfigError
 __all__ = ["evaluate_workdir", "sample_workdir"]
 
 IMAGES_PER_GRID = 100
+DEFAULT_NUM_IMAGES = 64
 
 
 def _open_run(config: ConfigDict, workdir: str, step: int | None) -> Any:
@@ -85,7 +86,9 @@ def sample_workdir(config: ConfigDict, workdir: str, options: Any) -> str:
     from nnx_train.multihost import barrier
     from nnx_train.pictures import display_uint8, save_image_grid
 
-    num_images = config.samples.num_images if options.num_images is None else options.num_images
+    num_images = options.num_images
+    if num_images is None:  # the run's grid size (64 when the run drew no grids)
+        num_images = int(config.samples.num_images) or DEFAULT_NUM_IMAGES
     if num_images <= 0:
         raise ConfigError(f"--num_images={num_images}; ask for at least one image.")
     decay = _decay(config, options.weights)
