@@ -209,9 +209,11 @@ def _run(command: Command) -> str:
     """Runs ``command``; returns its last line."""
     if command.name == "train":
         from nnx_train.data_flags import check_data_section
+        from nnx_train.metrics_log import check_wandb
         from nnx_train.train import train
 
         check_data_section(command.config)  # before anything is built
+        check_wandb(command.config.logging.wandb_mode)
 
         metrics = train(command.config, command.workdir)
         return f"done: {_summary(metrics)}; outputs in {os.path.abspath(command.workdir)}"
