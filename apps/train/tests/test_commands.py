@@ -4,7 +4,9 @@ The run is the digits default shrunk to a one-block model and 2 steps (the comma
 is tested, not the samples' quality); a checkpoint is kept at steps 1 and 2.
 """
 
+import contextlib
 import hashlib
+import io
 import json
 
 import numpy as np
@@ -43,9 +45,26 @@ def _state(workdir):
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory):
     path = tmp_path_factory.mktemp("digits_run")
-    status = main(["train", f"--workdir={path}", *TRAIN], default_config=config_path("digits"))
+    console = io.StringIO()
+    with contextlib.redirect_stderr(console):
+        status = main(["train", f"--workdir={path}", *TRAIN], default_config=config_path("digits"))
     assert status == 0
+    (path.parent / "console.txt").write_text(console.getvalue())
     return path
+
+
+def test_console_start_line_compile_message_and_progress(workdir):
+    lines = (workdir.parent / "console.txt").read_text().splitlines()
+    assert lines[0].startswith("train digits: DiT ("), lines[0]
+    for words in ("8 cpu device(s) on 1 process(es)", "from scratch", "steps 0->2 of batch 32"):
+        assert words in lines[0], (words, lines[0])
+    assert lines[1].startswith("compiling the training step (DiT")
+    assert lines[2].startswith("compiled the training step and ran step 1 in ")
+    # The bar is off (logging.progress_bar=False): one line per logged step instead.
+    assert [line.split(":")[0] for line in lines if line.startswith("step ")] == [
+        "step 1/2",
+        "step 2/2",
+    ]
 
 
 def _only(folder, pattern):
@@ -127,3 +146,13 @@ def test_evaluate_writes_a_new_result_file(workdir, capsys):
     # The run's config says eval.name='none': without the override there is nothing to compute.
     assert main(["train", "evaluate", f"--workdir={workdir}"]) == 2
     assert "eval.name='none'" in capsys.readouterr().err
+
+
+def test_a_resumed_run_says_where_it_resumed_from(workdir, capsys):
+    # Runs last: it rewrites metrics.json (the run is already finished: no step is taken).
+    assert (
+        main(["train", f"--workdir={workdir}", *TRAIN], default_config=config_path("digits")) == 0
+    )
+    first = capsys.readouterr().err.splitlines()[0]
+    assert f"resumed from step 2 in {workdir}/checkpoints" in first, first
+    assert "steps 2->2" in first

@@ -1,4 +1,5 @@
-"""Progress bar with images per second and ETA (tqdm), quiet on hosts other than 0."""
+"""Progress bar with images per second and ETA (tqdm), quiet on hosts other than 0; one
+line per logged step instead when the bar is off (``logging.progress_bar=False``)."""
 
 from __future__ import annotations
 
@@ -15,18 +16,27 @@ class Progress:
       total_steps: the last step of the run.
       start_step: the step a resumed run starts from.
       batch_size: global images per step.
-      enabled: False hides the bar (other hosts, tests).
+      enabled: False prints nothing (hosts other than 0).
+      bar: a tqdm bar; False prints one line per `update` instead (logs, tests).
     """
 
     def __init__(
-        self, *, total_steps: int, start_step: int, batch_size: int, enabled: bool = True
+        self,
+        *,
+        total_steps: int,
+        start_step: int,
+        batch_size: int,
+        enabled: bool = True,
+        bar: bool = True,
     ) -> None:
         self.batch_size = batch_size
+        self.total_steps = total_steps
+        self.enabled = enabled
         self._bar = None
         self._last_time = time.perf_counter()
         self._last_step = start_step
         self.images_per_second = 0.0
-        if enabled:
+        if enabled and bar:
             from tqdm.auto import tqdm
 
             self._bar = tqdm(
@@ -50,6 +60,13 @@ class Progress:
             if loss is not None:
                 postfix["loss"] = f"{loss:.4f}"
             self._bar.set_postfix(postfix, refresh=False)
+        elif self.enabled:
+            shown = "" if loss is None else f" loss {loss:.4f},"
+            print(
+                f"step {step}/{self.total_steps}:{shown} {self.images_per_second:.0f} img/s",
+                file=sys.stderr,
+                flush=True,
+            )
         self._last_time, self._last_step = now, step
         return self.images_per_second
 
@@ -57,6 +74,8 @@ class Progress:
         """Prints a line without breaking the bar."""
         if self._bar is not None:
             self._bar.write(message, file=sys.stderr)
+        elif self.enabled:
+            print(message, file=sys.stderr, flush=True)
 
     def close(self) -> None:
         if self._bar is not None:
