@@ -180,6 +180,9 @@ def run_generation(config, workdir: pathlib.Path) -> dict:
             "shard_size": section.shard_size,
         }
     )
+    # Every weight file is loaded and checked before the first sample: a wrong Inception or
+    # reference batch must not surface only after hours of sampling.
+    scorer = _metric_inputs(config, files, mesh) if config.task == "generate" else None
     report = None
     if store.missing_shards():  # a finished run goes straight to the metrics
         autoencoder = build_autoencoder(config, files, with_encoder=False)
@@ -229,19 +232,27 @@ def run_generation(config, workdir: pathlib.Path) -> dict:
         "grid": str(grid_path),
     }
     if config.task == "generate":
-        results.update(_generation_metrics(config, files, store, mesh))
+        results.update(_generation_metrics(config, store, *scorer))
     results["seconds"] = time.perf_counter() - start
     write_json(workdir / f"results_{config.task}.json", results)
     return results
 
 
-def _generation_metrics(config, files, store: ShardStore, mesh) -> dict:
-    """ADM metrics of the stored samples against the reference batch."""
-    workdir = store.directory.parent
+def _metric_inputs(config, files, mesh) -> tuple:
+    """``(extractor, reference, reference name)``: the Inception (weights read and checked)
+    and the reference batch, loaded before any sampling."""
     random_seed = config.seed + 6 if config.weights == "random" else None
     inception = build_inception(_inception_path(files), random_seed=random_seed)
     extractor = InceptionFeatures(inception, front_end=config.metrics.front_end, mesh=mesh)
     reference, reference_name = _reference(config, files, config.image_size)
+    return extractor, reference, reference_name
+
+
+def _generation_metrics(
+    config, store: ShardStore, extractor, reference, reference_name: str
+) -> dict:
+    """ADM metrics of the stored samples against the reference batch."""
+    workdir = store.directory.parent
     reference_features = None
     if reference.images is not None:
         reference_features = cached_features(
