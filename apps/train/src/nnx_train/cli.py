@@ -107,7 +107,7 @@ def apply_overrides(config: ConfigDict, overrides: list[str]) -> ConfigDict:
             raise ConfigError(
                 f"Unknown config key in the overrides: {text}{end}"
                 f"{_valid_keys(reference, overrides)} Overrides must name existing keys (see "
-                "`--help`, apps/train/README.md or the config file)."
+                "apps/train/README.md or the config file)."
             ) from None
         raise ConfigError(
             f"Bad command line: {text}{end} Give each --config.<key>=<value> a value of the type "
