@@ -159,3 +159,21 @@ def test_rae_eval_misspelled_key_is_one_line(capsys):
     err = capsys.readouterr().err.strip()
     assert status == 2 and "\n" not in err
     assert err.startswith("error: Unknown config key") and "num_steps" in err, err
+
+
+@pytest.mark.parametrize("verbose", [False, True])
+def test_third_party_noise_is_hidden_unless_verbose(monkeypatch, verbose):
+    import logging
+    import warnings
+
+    from nnx_train.cli import main
+
+    monkeypatch.delenv("TF_CPP_MIN_LOG_LEVEL", raising=False)
+    backend_log = logging.getLogger("jax._src.xla_bridge")  # "Unable to initialize backend"
+    monkeypatch.setattr(backend_log, "level", logging.NOTSET)
+    args = ["train", "--data=latents", "--data_path=/nonexistent/latents"]
+    with warnings.catch_warnings():  # main sets the process's warning filter
+        assert main(args + (["--verbose"] if verbose else [])) == 2  # after the console setup
+    # XLA's C++ log level (the "Very slow compile" alarm is an ERROR line of it).
+    assert os.environ.get("TF_CPP_MIN_LOG_LEVEL") == (None if verbose else "3")
+    assert (backend_log.level == logging.ERROR) is not verbose
