@@ -6,6 +6,11 @@ Examples::
   python tools/convert_checkpoint.py DiT-XL-2-256x256.pt out/dit_xl2 \\
       --arch dit --preset DiT-XL/2 --input-size 32 --in-channels 4 --learn-sigma
 
+  # willisma/SiT release: DiT's key layout, continuous time with t = 1 as data
+  # (sampling.json names the adapters: nnx_samplers.adapt_network(adapters, model))
+  python tools/convert_checkpoint.py SiT-XL-2-256.pt out/sit_xl2 \\
+      --arch sit --preset DiT-XL/2 --input-size 32 --in-channels 4 --learn-sigma
+
   # diffusers DiTTransformer2DModel, sizes taken from its config.json
   python tools/convert_checkpoint.py transformer/diffusion_pytorch_model.safetensors out/dit \\
       --arch diffusers_dit --diffusers-config transformer/config.json
@@ -28,10 +33,15 @@ Examples::
       --arch rae_decoder --preset ViT-XL
 
 Every missing, unexpected or mis-shaped key is reported by name (exit status 1) and
-nothing is written. Only parameters are saved (``nnx.state(model, nnx.Param)``); fixed
+nothing is written; so are NaN/Inf weights (a diverged or damaged checkpoint). An existing
+output folder is refused before anything is read (exit status 2) unless ``--force`` is given,
+which replaces it. Only parameters are saved (``nnx.state(model, nnx.Param)``); fixed
 tables (sin-cos positions, RoPE) are recomputed by the networks, and ``time_scale`` is a
 constructor argument to set when the model is built for use. Build the model with the
 constructor arguments printed on success and restore with ``nnx_weightconv.restore_orbax``.
+For the DiT-family architectures the output directory also holds ``sampling.json``: the
+checkpoint's convention (``nnx_weightconv.checkpoint_convention``: prediction, ``time_scale``,
+the ``nnx_samplers`` network adapters and the authors' sampler).
 """
 
 from __future__ import annotations
@@ -39,6 +49,7 @@ from __future__ import annotations
 import argparse
 import json
 import pathlib
+import shutil
 import sys
 from collections.abc import Callable
 
@@ -61,8 +72,10 @@ from nnx_nets import (
     RAEDecoder,
 )
 from nnx_weightconv import (
+    CHECKPOINT_CONVENTIONS,
     ConversionError,
     check_tied_copies,
+    checkpoint_convention,
     diffusers_dit_buffer_keys,
     diffusers_dit_rules,
     dinov2_kwargs_from_transformers_config,
@@ -85,6 +98,7 @@ from nnx_weightconv import (
 
 ARCHITECTURES = (
     "dit",
+    "sit",
     "meanflow_dit",
     "diffusers_dit",
     "lightning_dit",
@@ -163,7 +177,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="allow unexpected keys and parameters no key fills (they keep a random init)",
     )
     parser.add_argument("--dry-run", action="store_true", help="check the keys, write nothing")
+    parser.add_argument("--force", action="store_true", help="replace an existing output folder")
     return parser
+
+
+def _nonfinite(params) -> list[str]:
+    """Names of the parameters holding NaN/Inf values."""
+    return [
+        "/".join(str(k) for k in path)
+        for path, var in params
+        if not np.isfinite(np.asarray(var.get_value())).all()
+    ]
 
 
 def _sizes(args, presets: dict[str, dict[str, int]], needed: tuple[str, ...]) -> dict:
@@ -275,10 +299,10 @@ def build(args) -> tuple[type, dict, Loader]:
     """
     dit_sizes = ("hidden_size", "depth", "num_heads", "patch_size")
     match args.arch:
-        case "dit" | "meanflow_dit":
+        case "dit" | "sit" | "meanflow_dit":
             kwargs = _sizes(args, DIT_PRESETS, dit_sizes)
             kwargs.update(num_classes=args.num_classes, learn_sigma=args.learn_sigma)
-            if args.arch == "dit":
+            if args.arch in ("dit", "sit"):
                 return DiT, kwargs, _rules_loader(dit_rules, dit_buffer_keys)
             return MeanFlowDiT, kwargs, _rules_loader(meanflow_dit_rules, dit_buffer_keys)
         case "diffusers_dit":
@@ -333,6 +357,13 @@ def main(argv: list[str] | None = None) -> int:
         cls, kwargs, load = build(args)
     except ValueError as error:
         parser.error(str(error))
+    if args.output.exists() and not (args.force or args.dry_run):
+        print(
+            f"error: the output {args.output} exists; pass --force to replace it, or choose "
+            "another output folder",
+            file=sys.stderr,
+        )
+        return 2
     try:
         state_dict = read_state_dict(args.checkpoint, subkey=args.subkey)
         if args.non_strict:  # unfilled parameters need a real initialisation
@@ -344,6 +375,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {args.checkpoint}: {error}", file=sys.stderr)
         return 1
     params = nnx.state(model, nnx.Param).flat_state()
+    broken = _nonfinite(params)
+    if broken:
+        shown = ", ".join(broken[:3]) + (f", ... ({len(broken)} in all)" if len(broken) > 3 else "")
+        print(
+            f"error: {args.checkpoint}: NaN/Inf weights in {shown}; the checkpoint diverged or "
+            "is damaged: convert another one (nothing was written)",
+            file=sys.stderr,
+        )
+        return 1
     count = sum(int(np.prod(var.get_value().shape)) for _, var in params)
     summary = (
         f"{cls.__name__}({', '.join(f'{k}={v}' for k, v in kwargs.items())}): {count:,} parameters"
@@ -351,8 +391,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.dry_run:
         print(f"ok (dry run): {summary}")
         return 0
+    if args.output.exists():  # --force: replace it
+        shutil.rmtree(args.output)
     save_orbax(model, args.output)
     print(f"wrote {args.output}: {summary}")
+    if args.arch in CHECKPOINT_CONVENTIONS:
+        convention = checkpoint_convention(args.arch, learn_sigma=bool(kwargs.get("learn_sigma")))
+        path = pathlib.Path(args.output) / "sampling.json"
+        path.write_text(json.dumps(convention.to_json(), indent=2) + "\n")
+        print(f"sampling: {convention.sampler}; adapters {list(convention.adapters)} ({path})")
     return 0
 
 

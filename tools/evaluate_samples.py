@@ -9,7 +9,9 @@ prints ``Inception Score``, ``FID``, ``sFID``, ``Precision`` and ``Recall`` (the
 writes them, with every setting that moves them (front end, quantisation, split size, counts,
 files), to ``--json`` (default: ``<samples>.metrics.json``).
 
-- ``samples``: ``.npz`` with ``arr_0`` uint8 ``(N, H, W, 3)`` (``arr_1`` labels are ignored).
+- ``samples``: ``.npz`` with ``arr_0`` uint8 ``(N, H, W, 3)`` (``arr_1`` labels are ignored),
+  read ``--batch-size`` images at a time from the zip member (``np.savez`` or
+  ``np.savez_compressed``): 50k images at 256 px are 9.8 GB, never held in memory at once.
 - ``reference``: an ADM batch (``mu``/``sigma``, ``mu_s``/``sigma_s`` and 10k ``arr_0`` images),
   a pytorch-fid ``.npz`` (FID only) or an EDM2 ``.pkl`` (FID only). Statistics the file lacks
   are computed from its ``arr_0`` images; precision/recall need those images.
@@ -21,6 +23,8 @@ import argparse
 import json
 import pathlib
 import sys
+import zipfile
+from collections.abc import Iterator
 
 import numpy as np
 
@@ -50,26 +54,114 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def read_samples(path: pathlib.Path) -> np.ndarray:
-    if not path.is_file():
-        raise SystemExit(f"sample batch {str(path)!r} does not exist")
-    with np.load(path) as data:
-        if "arr_0" not in data.files:
-            raise SystemExit(f"{path} has no arr_0; expected uint8 (N, H, W, 3) samples")
-        return data["arr_0"]
+def _npy_header(member) -> tuple[tuple[int, ...], bool, np.dtype]:
+    """``(shape, fortran_order, dtype)`` of the ``.npy`` stream ``member``, leaving it at the
+    first data byte (numpy's format 1.0 header, or 2.0 / 3.0 with a 4-byte length)."""
+    version = np.lib.format.read_magic(member)
+    if version == (1, 0):
+        return np.lib.format.read_array_header_1_0(member)
+    return np.lib.format.read_array_header_2_0(member)
+
+
+class SampleFile:
+    """The ``arr_0`` array of an ``.npz`` sample batch, checked from its header alone and read
+    in batches (the zip member is streamed: stored or deflated alike).
+
+    Raises:
+      SystemExit: one line naming the problem (missing, not an .npz, no arr_0, not uint8
+        NHWC RGB, fewer than 2 images) before any image is read.
+    """
+
+    def __init__(self, path: pathlib.Path) -> None:
+        self.path = path
+        if not path.is_file():
+            raise SystemExit(f"sample batch {str(path)!r} does not exist")
+        if not zipfile.is_zipfile(path):
+            raise SystemExit(
+                f"{path} is not an .npz file (a zip written by numpy.savez); save the samples "
+                "with np.savez(path, arr_0=uint8 (N, H, W, 3) images)"
+            )
+        with zipfile.ZipFile(path) as archive:
+            if "arr_0.npy" not in archive.namelist():
+                raise SystemExit(f"{path} has no arr_0; expected uint8 (N, H, W, 3) samples")
+            with archive.open("arr_0.npy") as member:
+                self.shape, fortran, self.dtype = _npy_header(member)
+        self._check(fortran)
+
+    def _check(self, fortran: bool) -> None:
+        shape, where = tuple(self.shape), f"{self.path}: arr_0 has shape {tuple(self.shape)}"
+        if self.dtype != np.uint8:
+            raise SystemExit(
+                f"{where} and dtype {self.dtype}; expected uint8 pixels in [0, 255] (from [-1, 1] "
+                "floats: np.clip(np.round((x + 1) * 127.5), 0, 255).astype(np.uint8))"
+            )
+        if len(shape) == 4 and shape[1] in (1, 3) and shape[3] not in (1, 3):
+            raise SystemExit(
+                f"{where}, which looks like NCHW; save NHWC images (x.transpose(0, 2, 3, 1))"
+            )
+        if len(shape) != 4 or shape[3] != 3:
+            raise SystemExit(
+                f"{where}; expected RGB images (N, H, W, 3) (grey images: "
+                "np.repeat(x[..., None], 3, axis=-1) for (N, H, W))"
+            )
+        if shape[0] < 2:
+            raise SystemExit(
+                f"{where}: {shape[0]} image(s); FID needs at least 2 samples (50,000 for FID-50k)"
+            )
+        if fortran:
+            raise SystemExit(f"{where} in Fortran order; save it with np.ascontiguousarray(x)")
+
+    def __len__(self) -> int:
+        return int(self.shape[0])
+
+    def batches(self, batch_size: int) -> Iterator[np.ndarray]:
+        """``(<= batch_size, H, W, 3)`` uint8 batches, in order."""
+        image_bytes = int(np.prod(self.shape[1:]))
+        with zipfile.ZipFile(self.path) as archive, archive.open("arr_0.npy") as member:
+            _npy_header(member)
+            for start in range(0, len(self), batch_size):
+                count = min(batch_size, len(self) - start)
+                data = member.read(count * image_bytes)
+                if len(data) != count * image_bytes:
+                    raise SystemExit(f"{self.path}: arr_0 is truncated at image {start}")
+                yield np.frombuffer(data, np.uint8).reshape(count, *self.shape[1:])
+
+
+def check_reference(reference: nnx_fid.ReferenceStats, path: pathlib.Path) -> None:
+    """Reference statistics of the Inception widths (2048 pool, 2023 spatial), finite."""
+    for name, stats, width in (("FID", reference.fid, 2048), ("sFID", reference.sfid, 2023)):
+        if stats is None:
+            continue
+        if stats.mu.shape != (width,) or stats.sigma.shape != (width, width):
+            raise SystemExit(
+                f"{path}: the {name} statistics are {stats.mu.shape[0]}-d, not the {width}-d "
+                "Inception features this tool extracts; use a reference written for Inception "
+                "(ADM's VIRTUAL_*.npz or tools/fid_reference_stats.py)"
+            )
+        if not (np.isfinite(stats.mu).all() and np.isfinite(stats.sigma).all()):
+            raise SystemExit(
+                f"{path}: the {name} statistics hold NaN/Inf values; recompute the reference "
+                "(tools/fid_reference_stats.py)"
+            )
 
 
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
+    if args.batch_size < 1:
+        raise SystemExit(f"--batch-size={args.batch_size}; use 1 or more")
+    samples = SampleFile(args.samples)  # every input is checked before weights are loaded
     try:
-        inception = nnx_fid.load_inception(args.inception)
         reference = nnx_fid.load_reference(args.reference)
-        dinov2 = None if args.dinov2 is None else nnx_fid.load_fd_dinov2(args.dinov2)
     except (FileNotFoundError, nnx_fid.StatsFormatError) as error:
         raise SystemExit(str(error)) from error
-    if dinov2 is not None and reference.fd_dinov2 is None:
+    check_reference(reference, args.reference)
+    if args.dinov2 is not None and reference.fd_dinov2 is None:
         raise SystemExit(f"{args.reference} holds no fd_dinov2 statistics (EDM2 .pkl needed)")
-    samples = read_samples(args.samples)
+    try:
+        inception = nnx_fid.load_inception(args.inception)
+        dinov2 = None if args.dinov2 is None else nnx_fid.load_fd_dinov2(args.dinov2)
+    except FileNotFoundError as error:
+        raise SystemExit(str(error)) from error
     extractor = nnx_fid.InceptionFeatures(inception, front_end=args.front_end)
     progress = not args.no_progress
     reference_features = None
@@ -85,7 +177,10 @@ def main(argv: list[str] | None = None) -> dict:
         [extractor] if dinov2 is None else [extractor, nnx_fid.DINOv2Features(dinov2)]
     )
     sample_features = nnx_fid.extract_features(
-        sample_extractors, samples, batch_size=args.batch_size, progress=progress
+        sample_extractors,
+        samples.batches(args.batch_size),
+        batch_size=args.batch_size,
+        progress=progress,
     )
     result = nnx_fid.compute_metrics(
         sample_features,

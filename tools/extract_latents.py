@@ -82,8 +82,14 @@ def _atomic_json(path: str, value: object) -> None:
     os.replace(temporary, path)
 
 
-def _write_index(dest: str, entries: list, process_index: int, process_count: int) -> bool:
+def _write_index(
+    dest: str, entries: list, process_index: int, process_count: int, flip: bool = False
+) -> bool:
     """Writes this process's part; when every part exists, merges them into dataset.json.
+
+    With ``flip``, ``dataset.json`` also says ``"flipped_copies": true``: entry ``i + N`` is the
+    flipped copy of entry ``i`` (``N`` images), which the trainer's ``data.horizontal_flip``
+    picks with probability 1/2 (`nnx_train.data.LatentSource`).
 
     Returns:
       Whether ``dataset.json`` was written.
@@ -98,7 +104,10 @@ def _write_index(dest: str, entries: list, process_index: int, process_count: in
         with open(part) as handle:
             merged += json.load(handle)
     merged.sort(key=lambda entry: entry[0])
-    _atomic_json(os.path.join(dest, "dataset.json"), {"labels": [e[1:] for e in merged]})
+    index = {"labels": [e[1:] for e in merged]}
+    if flip:
+        index["flipped_copies"] = True
+    _atomic_json(os.path.join(dest, "dataset.json"), index)
     return True
 
 
@@ -172,7 +181,7 @@ def extract(
         written += _encode_batch(chunk, dest, encode, batch_size, input_range)
         bar.update(len(chunk))
     bar.close()
-    merged = _write_index(dest, entries, process_index, process_count)
+    merged = _write_index(dest, entries, process_index, process_count, flip)
     return {"written": written, "skipped": total - written, "total": total, "index": merged}
 
 
@@ -233,7 +242,7 @@ def rae_encoder(dinov2, normalizer, *, encoder_resolution: int, mesh=None) -> Ca
 
     @jax.jit
     def run(state, norm_state, pixels):
-        inputs = encoder_input(pixels, encoder_resolution, antialias=False)
+        inputs = encoder_input(pixels, encoder_resolution)
         tokens = nnx.merge(graphdef, state)(inputs)["patch_tokens"]
         side = int(round(tokens.shape[1] ** 0.5))
         grid = tokens.reshape(tokens.shape[0], side, side, tokens.shape[-1])

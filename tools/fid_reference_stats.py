@@ -106,11 +106,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def main(argv: list[str] | None = None) -> dict:
-    args = parse_args(argv)
-    fmt = args.format or ("edm2" if args.out.suffix == ".pkl" else "adm")
-    if args.dinov2 is not None and fmt != "edm2":
-        raise SystemExit("FD-DINOv2 statistics are stored only in the EDM2 format (.pkl)")
+def _extractors(args: argparse.Namespace) -> tuple[list, list[str]]:
+    """The feature extractors and the names of their statistics (Inception; DINOv2 if asked)."""
     try:
         inception = nnx_fid.load_inception(args.inception)
         dinov2 = None if args.dinov2 is None else nnx_fid.load_fd_dinov2(args.dinov2)
@@ -121,29 +118,50 @@ def main(argv: list[str] | None = None) -> dict:
     if dinov2 is not None:
         extractors.append(nnx_fid.DINOv2Features(dinov2))
         names.append("dinov2")
-    kept: list[np.ndarray] = []
-    if args.source.suffix == ".npz":
-        with np.load(args.source) as data:
+    return extractors, names
+
+
+def _read_source(path: pathlib.Path) -> tuple[np.ndarray | None, list | None, int]:
+    """``(images, None, N)`` for an ``.npz`` sample batch, ``(None, files, N)`` for a folder."""
+    if path.suffix == ".npz":
+        with np.load(path) as data:
             if "arr_0" not in data.files:
-                raise SystemExit(f"{args.source} has no arr_0 (uint8 NHWC images)")
+                raise SystemExit(f"{path} has no arr_0 (uint8 NHWC images)")
             images = data["arr_0"]
-        count = images.shape[0]
-        source = images
-    elif args.source.is_dir():
-        files = list_images(args.source)
-        count = len(files)
-        source = None
+        return images, None, images.shape[0]
+    if path.is_dir():
+        files = list_images(path)
+        return None, files, len(files)
+    raise SystemExit(f"{path} is neither a folder nor an .npz file")
+
+
+def _save(args: argparse.Namespace, fmt: str, reference: nnx_fid.ReferenceStats) -> None:
+    if fmt == "adm":
+        nnx_fid.save_adm_npz(args.out, reference)
+    elif fmt == "pytorch_fid":
+        nnx_fid.save_pytorch_fid_npz(args.out, reference.fid)
     else:
-        raise SystemExit(f"{args.source} is neither a folder nor an .npz file")
+        nnx_fid.save_edm2_pkl(args.out, reference)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = parse_args(argv)
+    fmt = args.format or ("edm2" if args.out.suffix == ".pkl" else "adm")
+    if args.dinov2 is not None and fmt != "edm2":
+        raise SystemExit("FD-DINOv2 statistics are stored only in the EDM2 format (.pkl)")
+    extractors, names = _extractors(args)
+    images, files, count = _read_source(args.source)
     keep_count = min(args.keep_images, count) if fmt == "adm" else 0
     keep = set(np.random.default_rng(args.seed).choice(count, keep_count, replace=False).tolist())
-    if source is None:
+    kept: list[np.ndarray] = []
+    source = images
+    if images is None:
         source = folder_batches(files, args.batch_size, args.center_crop, keep, kept)
     stats = nnx_fid.feature_statistics(
         extractors, source, names=names, batch_size=args.batch_size, progress=not args.no_progress
     )
-    if isinstance(source, np.ndarray):
-        kept = [source[i] for i in sorted(keep)]
+    if images is not None:
+        kept = [images[i] for i in sorted(keep)]
     reference = nnx_fid.ReferenceStats(
         fid=stats["pool"],
         sfid=stats["spatial"],
@@ -151,12 +169,7 @@ def main(argv: list[str] | None = None) -> dict:
         images=np.stack(kept) if kept else None,
         num_images=count,
     )
-    if fmt == "adm":
-        nnx_fid.save_adm_npz(args.out, reference)
-    elif fmt == "pytorch_fid":
-        nnx_fid.save_pytorch_fid_npz(args.out, reference.fid)
-    else:
-        nnx_fid.save_edm2_pkl(args.out, reference)
+    _save(args, fmt, reference)
     summary = {
         "source": str(args.source),
         "out": str(args.out),

@@ -1,239 +1,145 @@
-"""One GPU run (prepared for a lent H200): DiT-XL/2 bf16 training, Euler-50 CFG sampling and
-Inception features, ours (JAX) against PyTorch in the same process, in the JSON schema of the
-CPU benchmarks.
+"""One GPU run: DiT-XL/2 training, Euler-50 CFG sampling and Inception features, ours (JAX)
+against the official DiT in PyTorch, compiled (the best PyTorch setup) and eager, same process.
 
-    XLA_PYTHON_CLIENT_PREALLOCATE=false PYTHONPATH=tools/bench:packages/nnx-nets/src:... \\
-        python tools/bench/gpu.py --out $OUT/gpu.json        # a few minutes on one H200
+    XLA_PYTHON_CLIENT_MEM_FRACTION=.95 PYTHONPATH=tools/bench \\
+        uv run --group test python tools/bench/gpu.py --out $OUT/gpu.json [--profile]
+    uv run --group test python tools/bench/gpu.py --quick --out /tmp/gpu_quick.json  # CPU, tiny
 
-Both frameworks keep float32 parameters and compute in bfloat16 (ours: ``dtype=bfloat16``;
-PyTorch: ``torch.autocast(bfloat16)``, eager, ``scaled_dot_product_attention``), with the
-same flow-matching loss and AdamW step as the CPU benchmark. The report is rewritten after
-every case, so a run cut short still returns what it measured.
+Cases (rows of the JSON report, rewritten after every case so that a run cut short keeps what
+it measured; an exception becomes an ``error`` row and the run goes on):
 
-Model FLOP utilisation: DiT-XL/2 at 256 px costs 118.64 G multiply-adds per forward pass
-(DiT paper, Table 4), i.e. 2 x 118.64 GFLOP; a training step costs 3 forward passes
-(forward + backward). MFU = images/s x 3 x 2 x 118.64 GFLOP / 989 TFLOP/s (H200 dense bf16
-peak from the data sheet; a plain 8192^3 bf16 matmul reaches about 790 TFLOP/s there).
+- DiT-XL/2 256 px (32x32x4 latents) training at batch 256 and 32. Ours: the library's train
+  step (`nnx_train.step`, AdamW + EMA, donated state) under the XL recipes' policy
+  (``nnx_train.defaults.XL_ONE_GPU_POLICY``: bfloat16 precision, scanned blocks; remat
+  ``dots_saveable`` at batch 256, ``none`` at 32 unless ``--remat`` says otherwise), and the
+  same with unrolled blocks (on the H200 of 2026-11-30 unrolled was faster at batch 32: 419
+  against 295 img/s; its memory is not asserted on CPU, whose compile of it is too slow). PyTorch:
+  fused AdamW, bfloat16 autocast, flash SDPA, ``torch.compile`` and eager.
+- Euler-50 + CFG 1.5 sampling of 256 images, guided at every step and inside the guidance
+  interval [0, 0.7] only (Kynkaanniemi et al. 2024); both frameworks skip the unconditional
+  half outside the interval.
+- InceptionV3 pool3 features of 10k images at HIGHEST / HIGH / DEFAULT precision, with the
+  FID of each against HIGHEST (`gpu_inception`); pytorch-fid TF32 and fp32.
+
+MFU: DiT-XL/2 at 256 px costs 118.64 G multiply-adds per forward pass (Peebles & Xie 2023,
+table 4), a training step 3 passes: MFU = img/s x 3 x 2 x 118.64 GFLOP / 989 TFLOP/s (H200
+dense bf16 peak, NVIDIA data sheet). Targets of issue 18: ours >= 690 img/s (50% MFU) and
+>= 1.3x PyTorch compiled at batch 256; sampling >= 1.3x PyTorch compiled; Inception >= 3000
+img/s within the FID bar. ``--quick``: a tiny DiT and 32 small images, runs on CPU in minutes
+(proves the script, measures nothing about a GPU).
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
 import gc
+import importlib.metadata
 import time
 import traceback
 
-import dit_steps
+import gpu_inception
+import gpu_train
 import harness
-import jax
-import jax.numpy as jnp
-import numpy as np
-import optax
-from flax import nnx
-
-from nnx_nets import DiT
 
 FORWARD_GMACS_XL2_256 = 118.64
-TRAIN_GFLOP_PER_IMAGE = 3 * 2 * FORWARD_GMACS_XL2_256
 PEAK_BF16_TFLOPS = 989.0
 XL2 = dict(input_size=32, patch_size=2, in_channels=4, hidden_size=1152, depth=28, num_heads=16,
            num_classes=1000)  # fmt: skip
-NULL_LABEL = 1000
-SCALE = 1.5
-NUM_STEPS = 50
+TINY = dict(input_size=8, patch_size=2, in_channels=4, hidden_size=64, depth=2, num_heads=2,
+            num_classes=10)  # fmt: skip
+FULL = dict(model=XL2, batches=(256, 32), steps=20, samples=256, images=10_000, image_batch=500,
+            image_size=256)  # fmt: skip
+QUICK = dict(model=TINY, batches=(8, 4), steps=2, samples=4, images=32, image_batch=16,
+             image_size=64)  # fmt: skip
+VERSIONS = ("jax", "jaxlib", "flax", "optax", "torch", "numpy")
 
 
-def _train_row(framework: str, batch: int, seconds: float, **extra) -> dict:
-    images_per_s = batch / seconds
-    return dict(case=f"DiT-XL/2 256px (32x32x4 latents) bf16 train, batch {batch}",
-                framework=framework, metric="throughput", value=images_per_s, unit="img/s",
-                step_time_s=seconds, mfu=images_per_s * TRAIN_GFLOP_PER_IMAGE
-                / (PEAK_BF16_TFLOPS * 1e3), **extra)  # fmt: skip
+def versions() -> dict:
+    found = {}
+    for name in VERSIONS:
+        try:
+            found[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            found[name] = None
+    return found
 
 
-def jax_train(batch: int, steps: int, *, scan_blocks: bool) -> dict:
-    model = DiT(**XL2, dtype=jnp.bfloat16, scan_blocks=scan_blocks, rngs=nnx.Rngs(0))
-    graphdef, params, rest = nnx.split(model, nnx.Param, ...)
-    tx = optax.adamw(1e-4, weight_decay=0.0)
-    opt_state = tx.init(params)
-    x0, y = (jnp.asarray(a) for a in dit_steps.batch_arrays(batch, 32, 4, 1000))
-
-    def loss(p, key):
-        return dit_steps.flow_loss(nnx.merge(graphdef, p, rest), x0, y, key)
-
-    def step(params, opt_state, key):
-        value, grads = jax.value_and_grad(loss)(params, key)
-        updates, opt_state = tx.update(grads, opt_state, params)
-        return optax.apply_updates(params, updates), opt_state, value
-
-    step = jax.jit(step, donate_argnums=(0, 1))
-    tic = time.perf_counter()
-    params, opt_state, value = step(params, opt_state, jax.random.key(0))
-    jax.block_until_ready(value)
-    compile_s = time.perf_counter() - tic
-    params, opt_state, value = step(params, opt_state, jax.random.key(1))
-    jax.block_until_ready(value)
-    start = time.perf_counter()
-    for i in range(steps):
-        params, opt_state, value = step(params, opt_state, jax.random.key(i + 2))
-    jax.block_until_ready(value)
-    seconds = (time.perf_counter() - start) / steps
-    name = "jax (nnx-nets DiT, scanned blocks)" if scan_blocks else "jax (nnx-nets DiT)"
-    return _train_row(name, batch, seconds, first_call_s=compile_s, loss=float(value))
-
-
-def torch_train(batch: int, steps: int) -> dict:
-    import torch
-    from torch_dit import DiT as TorchDiT
-
-    torch.manual_seed(0)
-    model = TorchDiT(**XL2).cuda()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.0, fused=True)
-    x0, y = dit_steps.batch_arrays(batch, 32, 4, 1000)
-    x0 = torch.from_numpy(x0).permute(0, 3, 1, 2).contiguous().cuda()
-    y = torch.from_numpy(y).long().cuda()
-
-    def step():
-        t = torch.rand(batch, device="cuda")
-        eps = torch.randn_like(x0)
-        x_t = (1 - t)[:, None, None, None] * x0 + t[:, None, None, None] * eps
-        with torch.autocast("cuda", dtype=torch.bfloat16):
-            out = model(x_t, t, y)
-        loss = ((out.float() - (eps - x0)) ** 2).mean()
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        return loss
-
-    for _ in range(3):
-        step()
-    torch.cuda.synchronize()
-    start = time.perf_counter()
-    for _ in range(steps):
-        loss = step()
-    torch.cuda.synchronize()
-    seconds = (time.perf_counter() - start) / steps
-    row = _train_row("torch (official DiT, eager, autocast bf16)", batch, seconds,
-                     loss=float(loss.detach()), peak_memory_gib=torch.cuda.max_memory_allocated() / 2**30)  # fmt: skip
-    return row
-
-
-def _sampling_row(framework: str, batch: int, seconds: float, **extra) -> dict:
-    return dict(case=f"DiT-XL/2 256px bf16 Euler-{NUM_STEPS} CFG {SCALE}, {batch} samples",
-                framework=framework, metric="throughput", value=batch / seconds, unit="img/s",
-                seconds=seconds, **extra)  # fmt: skip
-
-
-def jax_sampling(batch: int) -> dict:
-    from nnx_samplers import ClassifierFreeGuidance, Euler, UniformGrid, sample
-
-    model = dit_steps._perturbed(DiT(**XL2, dtype=jnp.bfloat16, rngs=nnx.Rngs(0)))
-    graphdef, state = nnx.split(model)
-    labels = jnp.arange(batch, dtype=jnp.int32) % 1000
-
-    @jax.jit
-    def generate(state, key):
-        field = ClassifierFreeGuidance(
-            nnx.merge(graphdef, state), labels, null_label=NULL_LABEL, scale=SCALE
+def _train_case(size: dict, batch: int, framework: str, args) -> dict:
+    profile = None
+    if args.profile and batch == size["batches"][0]:
+        profile = gpu_inception.jax_profile if framework == "jax" else gpu_inception.torch_profile
+    if framework.startswith("jax"):
+        remat = args.remat or ("dots_saveable" if batch >= 128 else "none")
+        scan = framework == "jax"
+        row = gpu_train.jax_train(
+            size["model"], batch, size["steps"], remat=remat, scan=scan, profile=profile
         )
-        noise = jax.random.normal(key, (batch, 32, 32, 4))
-        return sample(field, noise, Euler(), UniformGrid(NUM_STEPS)).sample
-
-    tic = time.perf_counter()
-    jax.block_until_ready(generate(state, jax.random.key(0)))
-    compile_s = time.perf_counter() - tic
-    start = time.perf_counter()
-    out = jax.block_until_ready(generate(state, jax.random.key(1)))
-    seconds = time.perf_counter() - start
-    finite = bool(jnp.all(jnp.isfinite(out)))
-    return _sampling_row("jax (nnx-samplers Euler + CFG, one jit)", batch, seconds,
-                         first_call_s=compile_s, finite=finite)  # fmt: skip
-
-
-def torch_sampling(batch: int) -> dict:
-    import torch
-    from torch_dit import DiT as TorchDiT
-
-    torch.manual_seed(0)
-    model = TorchDiT(**XL2).cuda().eval()
-    labels = torch.arange(batch, device="cuda") % 1000
-    both = torch.cat([labels, torch.full_like(labels, NULL_LABEL)])
-    times = np.linspace(1.0, 0.0, NUM_STEPS + 1)
-
-    @torch.no_grad()
-    def run():
-        x = torch.randn(batch, 4, 32, 32, device="cuda")
-        for t, t_next in zip(times[:-1], times[1:]):
-            t_batch = torch.full((2 * batch,), float(t), device="cuda")
-            with torch.autocast("cuda", dtype=torch.bfloat16):
-                out = model(torch.cat([x, x]), t_batch, both).float()
-            cond, uncond = out.chunk(2)
-            x = x + (t_next - t) * (uncond + SCALE * (cond - uncond))
-        return x
-
-    run()
-    torch.cuda.synchronize()
-    start = time.perf_counter()
-    run()
-    torch.cuda.synchronize()
-    seconds = time.perf_counter() - start
-    return _sampling_row("torch (official DiT, eager, autocast bf16)", batch, seconds)
+        blocks = "scanned" if scan else "unrolled"
+        name = f"jax (library step, bf16 policy, {blocks} blocks, remat {remat})"
+    else:
+        compiled = framework == "torch_compiled"
+        row = gpu_train.torch_train(
+            size["model"], batch, size["steps"], compiled=compiled, profile=profile
+        )
+        name = f"torch (official DiT, {'torch.compile' if compiled else 'eager'}, autocast bf16)"
+    value = batch / row["seconds"]
+    flops = 3 * 2 * FORWARD_GMACS_XL2_256 * 1e9 if size["model"] is XL2 else float("nan")
+    return dict(case=f"DiT train, batch {batch}", framework=name, metric="throughput",
+                value=value, unit="img/s", mfu=value * flops / (PEAK_BF16_TFLOPS * 1e12), **row)  # fmt: skip
 
 
-def inception_rows(batch: int, repeats: int) -> list[dict]:
-    import bench_inception
-    import torch
-
-    case = f"InceptionV3 pool3, 256px uint8 -> 299, batch {batch}"
-    rows = []
-    fns = {"jax (nnx-fid, HIGHEST precision)": bench_inception.jax_features(batch)}
-    for tf32 in (True, False):
-        torch.backends.cudnn.allow_tf32 = tf32
-        torch.backends.cuda.matmul.allow_tf32 = tf32
-        name = f"torch (pytorch-fid, {'TF32' if tf32 else 'fp32'} convolutions)"
-        run = bench_inception.torch_features(batch, device="cuda")
-        fns[name] = lambda run=run, tf32=tf32: _with_tf32(run, tf32)
-    for fn in fns.values():
-        fn()
-    for name, fn in fns.items():
-        fn()
-        start = time.perf_counter()
-        for _ in range(repeats):
-            fn()
-        seconds = (time.perf_counter() - start) / repeats
-        rows.append(dict(case=case, framework=name, metric="throughput", value=batch / seconds,
-                         unit="img/s"))  # fmt: skip
-    return rows
+def _sampling_case(size: dict, framework: str, interval: bool) -> dict:
+    samples, model = size["samples"], size["model"]
+    if framework == "jax":
+        row = gpu_train.jax_sampling(model, samples, interval=interval)
+        name = "jax (nnx-samplers Euler + CFG, one jit, bf16 policy)"
+    else:
+        compiled = framework == "torch_compiled"
+        row = gpu_train.torch_sampling(model, samples, interval=interval, compiled=compiled)
+        name = f"torch (official DiT, {'torch.compile' if compiled else 'eager'}, autocast bf16)"
+    window = f", interval {list(gpu_train.INTERVAL)}" if interval else ""
+    case = f"Euler-{gpu_train.NUM_STEPS} CFG {gpu_train.SCALE}{window}, {samples} samples"
+    return dict(case=case, framework=name, metric="throughput", value=samples / row["seconds"],
+                unit="img/s", **row)  # fmt: skip
 
 
-def _with_tf32(run, tf32: bool):
-    import torch
+def _inception_case(size: dict, args) -> list[dict]:
+    images = gpu_inception.image_sets(size["images"], size["image_size"])
+    rows = gpu_inception.jax_inception_rows(images, size["image_batch"], args.inception_weights)
+    rows += gpu_inception.torch_inception_rows(images, size["image_batch"])
+    case = f"InceptionV3 pool3, {len(images)} images {size['image_size']}px -> 299"
+    return [dict(case=case, metric="throughput", unit="img/s", **row) for row in rows]
 
-    torch.backends.cudnn.allow_tf32 = tf32
-    torch.backends.cuda.matmul.allow_tf32 = tf32
-    return run()
+
+def cases(size: dict, args) -> list[tuple[str, object]]:
+    out = []
+    for batch in size["batches"]:
+        for framework in ("jax", "jax_unrolled", "torch_compiled", "torch_eager"):
+            out.append((f"train_{batch}_{framework}", lambda b=batch, f=framework: [_train_case(size, b, f, args)]))  # fmt: skip
+    for interval in (False, True):
+        for framework in ("jax", "torch_compiled", "torch_eager"):
+            name = f"sampling{'_interval' if interval else ''}_{framework}"
+            out.append((name, lambda f=framework, i=interval: [_sampling_case(size, f, i)]))
+    out.append(("inception", lambda: _inception_case(size, args)))
+    return out
 
 
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--out", default="runs/bench/gpu.json")
-    parser.add_argument("--batch", type=int, default=32, help="training batch (DiT: 32 per GPU)")
-    parser.add_argument("--steps", type=int, default=20)
-    parser.add_argument("--sampling-batch", type=int, default=256)
-    parser.add_argument("--inception-batch", type=int, default=500)
-    parser.add_argument("--only", nargs="*", help="names of the cases to run (default: all)")
+    parser.add_argument("--quick", action="store_true", help="tiny sizes (a CPU smoke run)")
+    parser.add_argument("--only", nargs="*", help="case names to run (default: all)")
+    parser.add_argument("--remat", choices=("none", "dots_saveable", "full"), default=None)
+    parser.add_argument("--profile", action="store_true", help="top kernels of the first batch")
+    parser.add_argument("--inception-weights", default=None, help="pytorch-fid .pth file")
     args = parser.parse_args(argv)
-    cases = [
-        ("jax_train_scan", lambda: [jax_train(args.batch, args.steps, scan_blocks=True)]),
-        ("jax_train", lambda: [jax_train(args.batch, args.steps, scan_blocks=False)]),
-        ("torch_train", lambda: [torch_train(args.batch, args.steps)]),
-        ("jax_sampling", lambda: [jax_sampling(args.sampling_batch)]),
-        ("torch_sampling", lambda: [torch_sampling(args.sampling_batch)]),
-        ("inception", lambda: inception_rows(args.inception_batch, 5)),
-    ]
+    size = QUICK if args.quick else FULL
+    meta = dict(date=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+                versions=versions(), quick=args.quick, sizes={k: v for k, v in size.items()})  # fmt: skip
     results: list[dict] = []
     report: dict = {}
-    for name, case in cases:
+    for name, case in cases(size, args):
         if args.only and name not in args.only:
             continue
         tic = time.perf_counter()
@@ -245,10 +151,10 @@ def main(argv=None) -> dict:
                          error=f"{type(error).__name__}: {error}"[:2000])]  # fmt: skip
         for row in rows:
             row["case_wall_s"] = time.perf_counter() - tic
-            print(row, flush=True)
+            print({k: v for k, v in row.items() if k != "profile"}, flush=True)
         results.extend(rows)
         gc.collect()
-        report = harness.write_report("gpu", results, args.out)
+        report = harness.write_report("gpu", results, args.out, **meta)
     return report
 
 

@@ -82,8 +82,9 @@ def throughput_rows(
     return rows
 
 
-def write_report(name: str, results: list[dict], out: str | pathlib.Path) -> dict:
-    report = {"name": name, "machine": machine(), "commit": commit(), "results": results}
+def write_report(name: str, results: list[dict], out: str | pathlib.Path, **extra) -> dict:
+    """Write ``{"name", "machine", "commit", **extra, "results"}`` as JSON to ``out``."""
+    report = {"name": name, "machine": machine(), "commit": commit(), **extra, "results": results}
     out = pathlib.Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2))

@@ -43,29 +43,14 @@ def _dit_dh(hidden_size: int, depth: int, num_heads: int) -> dict:
         "num_classes": 1000,
         # RAE feeds t in [0, 1] with t = 0 data (its ICPlan has alpha = 1 - t): no rescaling.
         "time_scale": 1.0,
-        "dtype": "float32",
+        "precision": "float32",  # nnx_nets.Precision name: "float32" or "bfloat16"
         "scan_blocks": True,
     }
 
 
-def get_config(variant: str = "autoguidance") -> ml_collections.ConfigDict:
-    if variant not in ("autoguidance", "cfg", "reconstruct"):
-        raise ValueError(f"unknown variant {variant!r}; choose autoguidance, cfg or reconstruct")
-    config = ml_collections.ConfigDict()
-    config.task = "reconstruct" if variant == "reconstruct" else "generate"
-    config.seed = 0
-    config.progress = True
-    # "published": load every network from checkpoints; "random": random non-zero weights.
-    config.weights = "published"
-    config.image_size = 256
-    config.num_classes = 1000
-
-    # Latents are NHWC (16, 16, 768). The one time-shift value of the run (Zheng et al. 2025):
-    # s = sqrt(C * H * W / 4096) = sqrt(196608 / 4096) = 6.93, read by the sampling grid.
-    config.latent = {"channels": _LATENT_CHANNELS, "size": _LATENT_SIZE}
-    config.time_shift = math.sqrt(_LATENT_CHANNELS * _LATENT_SIZE**2 / 4096)
-
-    config.checkpoints = {
+def _checkpoints() -> dict:
+    """Every published file the run reads: local path under ``directory`` and its source."""
+    return {
         "directory": "models",
         "encoder": _checkpoint(
             "encoders/dinov2-with-registers-base/model.safetensors",
@@ -99,6 +84,9 @@ def get_config(variant: str = "autoguidance") -> ml_collections.ConfigDict:
         ),
     }
 
+
+def _networks(config: ml_collections.ConfigDict) -> None:
+    """Encoder, decoder, stage-2 model and guide: the published RAE DINOv2-B setup."""
     # nnx_nets.DINOv2 keyword arguments: dinov2-with-registers-base, final LayerNorm without
     # affine (RAE's Dinov2withNorm); images are resized (PyTorch bicubic, no antialias) to
     # input_size and normalised with the ImageNet mean/std; CLS + 4 registers are dropped.
@@ -132,6 +120,28 @@ def get_config(variant: str = "autoguidance") -> ml_collections.ConfigDict:
 
     config.stage2 = _dit_dh(hidden_size=1152, depth=28, num_heads=16)
     config.guide = _dit_dh(hidden_size=384, depth=12, num_heads=6)
+
+
+def get_config(variant: str = "autoguidance") -> ml_collections.ConfigDict:
+    if variant not in ("autoguidance", "cfg", "reconstruct"):
+        raise ValueError(f"unknown variant {variant!r}; choose autoguidance, cfg or reconstruct")
+    config = ml_collections.ConfigDict()
+    config.task = "reconstruct" if variant == "reconstruct" else "generate"
+    config.seed = 0
+    config.progress = True
+    # "published": load every network from checkpoints; "random": random non-zero weights.
+    config.weights = "published"
+    config.image_size = 256
+    config.num_classes = 1000
+
+    # Latents are NHWC (16, 16, 768). The one time-shift value of the run (Zheng et al. 2025):
+    # s = sqrt(C * H * W / 4096) = sqrt(196608 / 4096) = 6.93, read by the sampling grid.
+    config.latent = {"channels": _LATENT_CHANNELS, "size": _LATENT_SIZE}
+    config.time_shift = math.sqrt(_LATENT_CHANNELS * _LATENT_SIZE**2 / 4096)
+
+    config.checkpoints = _checkpoints()
+
+    _networks(config)
 
     # RAE's "Euler 50" is torchdiffeq's euler over 1 - linspace(0, 0.999, 50), shifted: 49
     # steps from t = 1 to t = 0.001 before the shift (0.0069 after it). num_steps=50, t_end=0

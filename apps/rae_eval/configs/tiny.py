@@ -32,28 +32,13 @@ def _dit_dh(hidden_size: int, depth: int) -> dict:
         "mlp_ratio": 2.0,
         "num_classes": 10,
         "time_scale": 1.0,
-        "dtype": "float32",
+        "precision": "float32",
         "scan_blocks": False,
     }
 
 
-def get_config(variant: str = "autoguidance") -> ml_collections.ConfigDict:
-    if variant not in ("autoguidance", "cfg", "reconstruct"):
-        raise ValueError(f"unknown variant {variant!r}; choose autoguidance, cfg or reconstruct")
-    config = ml_collections.ConfigDict()
-    config.task = "reconstruct" if variant == "reconstruct" else "generate"
-    config.seed = 0
-    config.progress = True
-    config.weights = "random"
-    config.image_size = _SIZE * _PATCH
-    config.num_classes = 10
-    config.latent = {"channels": _CHANNELS, "size": _SIZE}
-    config.time_shift = math.sqrt(_CHANNELS * _SIZE**2 / 4096)  # same rule as the paper: 0.35
-    config.checkpoints = {
-        "directory": "",
-        # Empty path: a synthetic reference batch (demo only). Point it at an ADM .npz to use one.
-        "reference_batch": {"path": "", "url": ""},
-    }
+def _networks(config: ml_collections.ConfigDict) -> None:
+    """One- or two-block encoder, decoder, stage-2 model and guide of the tiny RAE."""
     config.encoder = {
         "name": "DINOv2",
         "input_size": _SIZE * _PATCH,
@@ -81,6 +66,26 @@ def get_config(variant: str = "autoguidance") -> ml_collections.ConfigDict:
     config.latent_norm_eps = 1e-5
     config.stage2 = _dit_dh(hidden_size=32, depth=1)
     config.guide = _dit_dh(hidden_size=32, depth=1)
+
+
+def get_config(variant: str = "autoguidance") -> ml_collections.ConfigDict:
+    if variant not in ("autoguidance", "cfg", "reconstruct"):
+        raise ValueError(f"unknown variant {variant!r}; choose autoguidance, cfg or reconstruct")
+    config = ml_collections.ConfigDict()
+    config.task = "reconstruct" if variant == "reconstruct" else "generate"
+    config.seed = 0
+    config.progress = True
+    config.weights = "random"
+    config.image_size = _SIZE * _PATCH
+    config.num_classes = 10
+    config.latent = {"channels": _CHANNELS, "size": _SIZE}
+    config.time_shift = math.sqrt(_CHANNELS * _SIZE**2 / 4096)  # same rule as the paper: 0.35
+    config.checkpoints = {
+        "directory": "",
+        # Empty path: a synthetic reference batch (demo only). Point it at an ADM .npz to use one.
+        "reference_batch": {"path": "", "url": ""},
+    }
+    _networks(config)
     config.sampler = {"solver": "euler", "num_steps": 4, "t_start": 1.0, "t_end": 0.0}
     if variant == "cfg":
         config.guidance = {"name": "cfg", "scale": 1.5, "interval": (0.0, 0.7)}

@@ -39,7 +39,7 @@ def get_config(arg: str | None = None):
             # this small DiT (the unrolled backward spends most of its time in large
             # duplicated elementwise fusions) and shortens compilation.
             "scan_blocks": True,
-            "remat": True,
+            "remat": "full",
         }
     )
     config.optimizer.learning_rate = 1e-3

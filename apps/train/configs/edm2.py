@@ -13,12 +13,18 @@ channel_mult (1, 2, 3, 4), 3 blocks per level, attention at 16 and 8, dropout 0)
 latents standardised with raw_mean (5.81, 3.25, 0.12, -2.15) and raw_std (4.17, 4.62, 3.71,
 3.28) to std 0.5; EDM preconditioning (sigma_data 0.5) with ln sigma ~ N(-0.4, 1.0) and the
 learned log-variance weighting (EDM2 Eq. 21, 128 Fourier channels); Adam betas (0.9, 0.99),
-batch 2048, lr = 0.0120 / sqrt(max(step / 70k, 1)) with a 10M-image ramp-up; 2048 Mi
+batch 2048, lr = 0.0100 / sqrt(max(step / 70k, 1)) with a 10M-image ramp-up (NVlabs/edm2
+``train_edm2.py``, preset ``edm2-img512-s``: lr 0.0100, decay 70000; 0.0120 is XS's); 2048 Mi
 images; NaN/Inf gradients skipped (EDM2 zeroes them). Sampling: EDM grid (sigma 0.002..80,
 rho 7), Heun 32 steps (63 NFE), no guidance here.
-Differences: EDM2 tracks post-hoc power-function EMAs (sigma_rel 0.05 / 0.10) and trains in
-fp16 with forced weight normalisation written back to the weights; this recipe keeps a
-standard EMA (0.9999) in fp32 (see apps/train/README.md).
+Post-hoc EMA (EDM2 Sec. 3; NVlabs/edm2 ``training/phema.py``, ``training_loop.py``): two
+power-function EMAs, sigma_rel 0.05 and 0.10, snapshotted every 8 Mi images
+(``snapshot_nimg=8<<20``); after training ``tools/posthoc_ema.py --sigma_rel 0.130`` rebuilds
+the EMA of the FID number below (``edm2-img512-s-2147483-0.130.pkl``; 0.190 for FD-DINOv2),
+``--sweep 0.05:0.25:9`` scores a sweep. A standard EMA (0.9999) is kept for the pictures and
+the periodic evaluation during training.
+Differences: EDM2 trains in fp16 with forced weight normalisation written back to the
+weights; this recipe trains in fp32 (see apps/train/README.md).
 
 Reported FID-50k (512 px): EDM2-S 2.56 without guidance (FD-DINOv2 68.64), 2.23 with CFG
 from an unconditional XS model, 1.34 with autoguidance (XS guide, w 2.10).
@@ -49,7 +55,7 @@ def get_config(arg: str | None = None):
     )
     config.objective = edm2_objective(P_mean=-0.4, P_std=1.0, sigma_data=0.5, logvar_channels=128)
     config.optimizer.update(
-        {"learning_rate": 0.0120, "b1": 0.9, "b2": 0.99, "eps": 1e-8, "weight_decay": 0.0}
+        {"learning_rate": 0.0100, "b1": 0.9, "b2": 0.99, "eps": 1e-8, "weight_decay": 0.0}
     )
     config.schedule.update(
         {
@@ -59,12 +65,21 @@ def get_config(arg: str | None = None):
             "end_learning_rate": 0.0,
         }
     )
-    config.ema.decays = (0.9999,)
+    config.ema.update(
+        {"decays": (0.9999,), "sigma_rels": (0.05, 0.10), "snapshot_every_steps": 8 * STEPS_PER_MI}
+    )
     config.train.update({"batch_size": 2048, "num_steps": 2048 * STEPS_PER_MI})
     config.checkpoint.update({"every_steps": 8 * STEPS_PER_MI, "keep_period": 128 * STEPS_PER_MI})
     config.sampler.update({"solver": "heun", "grid": "edm", "num_steps": 32})
     config.guidance.name = "none"
-    config.eval.update({"name": "fid", "every_steps": 64 * STEPS_PER_MI, "num_samples": 10_000})
+    config.eval.update(
+        {
+            "name": "fid",
+            "every_steps": 64 * STEPS_PER_MI,
+            "num_samples": 10_000,
+            "settings": ("cfg1.0/10k", "cfg1.0/50k"),
+        }
+    )
     if arg == "tiny":
         make_tiny(
             config,

@@ -10,8 +10,11 @@ Paper setup (RAE, Zheng et al. 2025): encoder DINOv2-B with 4 registers at
 224 px (bicubic without antialias, ImageNet mean/std), final LayerNorm without affine,
 registers and CLS dropped -> 16 x 16 x 768 tokens, frozen; decoder ViT-XL (1152 wide, 28
 layers, 16 heads, MLP 4096, patch 16 -> 256 px); noise augmentation tokens + sigma eps with
-sigma ~ 0.8 U(0, 1) during training only; 16 epochs, lr 2e-4 cosine to 2e-5, batch 512,
-EMA 0.9978. The paper's loss is L1 + LPIPS + a hinge GAN with a frozen DINO-S/8
+sigma ~ 0.8 U(0, 1) during training only; 16 epochs, lr 2e-4 with a 1-epoch linear warm-up
+from 0, then cosine to 2e-5 at epoch 16 (RAE ``configs/stage1/training/DINOv2-B_decXL.yaml``:
+``warmup_epochs: 1``, ``decay_end_epoch: 16``, ``warmup_from_zero: true``), batch 512,
+EMA 0.9978. No flips (RAE ``src/train_stage1.py``: resize and random crop, no flip; this
+recipe uses the ADM centre crop instead of the random crop). The paper's loss is L1 + LPIPS + a hinge GAN with a frozen DINO-S/8
 discriminator (adaptive weight 0.75, GAN from epoch 8); this recipe trains the L1 term only
 (LPIPS and DINO-S/8 weights are not available offline; see apps/train/README.md).
 The seed codebase had inference only. Pictures show reconstructions of training images.
@@ -59,8 +62,8 @@ def get_config(arg: str | None = None):
     config.schedule.update(
         {
             "name": "cosine",
-            "warmup_steps": 0,
-            "decay_steps": 16 * STEPS_PER_EPOCH,
+            "warmup_steps": STEPS_PER_EPOCH,
+            "decay_steps": 15 * STEPS_PER_EPOCH,
             "end_learning_rate": 2e-5,
         }
     )

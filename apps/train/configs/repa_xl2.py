@@ -11,8 +11,9 @@ Paper setup (REPA, Yu et al. 2025): SiT-XL/2 on 32x32x4 SD-VAE latents;
 projector Linear-SiLU-Linear-SiLU-Linear (width 2048) on the tokens after block 8 (DiffuseNNX
 ships 4); target DINOv2-B patch tokens of the image resized bicubically to 224, no gradient to
 the encoder; loss = flow + 0.5 * mean(-cos); linear path, velocity, uniform t, class dropout
-0.1; AdamW lr 1e-4, batch 256, EMA 0.9999, grad clip 1.0 (REPA ran fp16; fp32 here, feature
-normalisation always fp32). The projector is averaged by the EMA like every trained parameter.
+0.1; AdamW lr 1e-4, batch 256, EMA 0.9999, grad clip 1.0 (REPA ran fp16; here bfloat16 matmuls
+and activations with float32 master weights and dots-saveable remat, ``XL_ONE_GPU_POLICY``,
+docs/precision.md; feature normalisation always fp32). The projector is averaged by the EMA like every trained parameter.
 Sampling: Euler-Maruyama 250 (w = sigma_t), CFG 1.8 inside the guidance interval [0, 0.7]
 (t = 1 noise: the noisiest 30% unguided).
 
@@ -22,6 +23,7 @@ DiffuseNNX: 9.82 at 80 epochs (flagged in its README).
 """
 
 from nnx_train.defaults import (
+    XL_ONE_GPU_POLICY,
     base_config,
     dinov2_encoder,
     imagefolder_data,
@@ -44,6 +46,7 @@ def get_config(arg: str | None = None):
             "hidden_size": 1152,
             "depth": 28,
             "num_heads": 16,
+            **XL_ONE_GPU_POLICY,
         }
     )
     config.objective = repa_objective(
@@ -61,7 +64,13 @@ def get_config(arg: str | None = None):
     )
     config.guidance.update({"name": "cfg", "scale": 1.8, "interval": (0.0, 0.7)})
     config.eval.update(
-        {"name": "fid", "every_steps": 25_000, "num_samples": 10_000, "batch_size": 250}
+        {
+            "name": "fid",
+            "every_steps": 25_000,
+            "num_samples": 10_000,
+            "batch_size": 250,
+            "settings": ("cfg1.0/10k", "cfg1.5/10k", "cfg1.0/50k", "cfg1.5/50k", "cfg1.8/50k"),
+        }
     )
     if arg == "tiny":
         make_tiny(config, shape=(8, 8, 3), hidden_size=32, depth=1, num_heads=2)

@@ -12,13 +12,11 @@ al. 2024, Eq. 19).
 Reported FID-50k (no guidance): DiffuseNNX 29.35 at 80 epochs ("Heun-32"); no paper number.
 """
 
-from nnx_train.defaults import sibling_config
+from nnx_train.defaults import sibling_config, time_distribution
 
 
 def get_config(arg: str | None = None):
     config = sibling_config(__file__, "sit_b2", arg)
     config.name = "sit_b2_logitnormal" + ("_tiny" if arg == "tiny" else "")
-    config.objective.update(
-        {"time_distribution": "logit_normal", "time_mean": 0.0, "time_std": 1.0}
-    )
+    config.objective.time_distribution = time_distribution("logit_normal", mean=0.0, std=1.0)
     return config

@@ -181,8 +181,9 @@ def test_no_readable_checkpoint_lists_every_step(tmp_path):
     message = str(info.value)
     assert message == (
         f"No readable checkpoint in {tmp_path}: step 2: no {COMMIT_MARKER}: partly written or "
-        f"copied; step 1: no {COMMIT_MARKER}: partly written or copied. Delete the broken step "
-        "folders or start a new --workdir."
+        f"copied; step 1: no {COMMIT_MARKER}: partly written or copied. They are kept for "
+        "inspection; restore a good copy into that folder, or start a new --workdir (or "
+        "checkpoint.directory)."
     )
 
 

@@ -156,7 +156,11 @@ def test_data_that_does_not_fit_the_model():
         ("edm2", "sampler.t_start=0.5", "sampler.t_start=0.5 is ignored by sampler.grid='edm'"),
         ("edm2", "guidance.scale=2.0", "is ignored by guidance.name='none'"),
         ("meanflow_b2", "guidance.name=cfg", "guidance.name='cfg' is ignored by the meanflow"),
-        ("digits", "objective.time_mean=0.5", "is ignored by time_distribution='uniform'"),
+        (
+            "digits",
+            "objective.time_distribution.mean=0.5",
+            "is ignored by time_distribution.name='uniform'",
+        ),
     ],
 )
 def test_a_key_the_recipe_ignores_is_an_error(name, override, expected):

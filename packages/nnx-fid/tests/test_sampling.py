@@ -95,3 +95,26 @@ def test_bad_inputs_are_named(mesh):
             seed=0,
             progress=False,
         )
+
+
+def test_padded_batches_repeat_the_last_index_to_the_static_size():
+    batches = list(nnx_fid.padded_batches(np.arange(5, 12), 3))
+    assert [count for _, count in batches] == [3, 3, 1]
+    np.testing.assert_array_equal(batches[-1][0], [11, 11, 11])
+    assert all(padded.shape == (3,) and padded.dtype == np.int64 for padded, _ in batches)
+
+
+def test_sample_in_batches_calls_with_static_size_and_drops_padding():
+    calls = []
+
+    def sample_batch(indices, labels):
+        calls.append((indices.copy(), labels.copy()))
+        return np.stack([indices * 10, labels], axis=1)
+
+    labels = np.arange(7, dtype=np.int32) % 3
+    out = np.concatenate(list(nnx_fid.sample_in_batches(sample_batch, labels, batch_size=4)))
+    assert [c[0].shape for c in calls] == [(4,), (4,)]
+    np.testing.assert_array_equal(out[:, 0], np.arange(7) * 10)  # every index once, in order
+    np.testing.assert_array_equal(out[:, 1], labels)
+    with pytest.raises(ValueError, match="returned 2 rows for 4"):
+        list(nnx_fid.sample_in_batches(lambda i, y: i[:2], labels, batch_size=4))

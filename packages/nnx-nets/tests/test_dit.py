@@ -119,7 +119,7 @@ def test_scan_and_remat_match_the_loop_in_value_and_gradient():
 
 def test_bfloat16_compute_keeps_float32_params_and_output():
     f32 = fill_random(abstract())
-    bf16 = copy_params(f32, abstract(dtype=jnp.bfloat16))
+    bf16 = copy_params(f32, abstract(precision="bfloat16"))
     x, t, y = inputs()
     ref, out = forward(f32, x, t, y), forward(bf16, x, t, y)
     assert out.dtype == jnp.float32

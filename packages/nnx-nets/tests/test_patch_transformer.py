@@ -64,7 +64,7 @@ def test_the_trunk_with_dit_parts_is_dit_bit_for_bit():
         out_features=2 * 2 * 3,
         out_channels=3,
         time_scale=1.0,
-        dtype=jnp.float32,
+        precision="float32",
         remat=False,
         scan_blocks=False,
         **geometry,

@@ -121,7 +121,9 @@ def test_guidance_folds_cfg_into_the_target(two_time_net, jit):
     guidance = MeanFlowGuidance(null_label=null, omega=0.6, kappa=0.3, t_min=0.2, t_max=0.8)
     guided = MeanFlowObjective(adaptive_power=0.0, guidance=guidance)
     unguided = MeanFlowObjective(adaptive_power=0.0)
-    neutral = MeanFlowObjective(adaptive_power=0.0, guidance=MeanFlowGuidance(null_label=null))
+    neutral = MeanFlowObjective(
+        adaptive_power=0.0, guidance=MeanFlowGuidance(null_label=null, kappa=0.0)
+    )
 
     @jit
     def compare(x0, eps, r, t, y):
@@ -153,3 +155,52 @@ def test_guidance_folds_cfg_into_the_target(two_time_net, jit):
         np.asarray(loss)[~inside], np.asarray(unguided_loss)[~inside], rtol=1e-6
     )
     assert guidance.effective_scale == pytest.approx(0.6 / 0.7)
+
+
+def test_guidance_defaults_are_the_official_ones():
+    # Gsunshine/meanflow meanflow.py, class MeanFlow: omega 1.0, kappa 0.5, dropout 0.1,
+    # interval [0, 1], labels dropped on the first rows (cond_drop).
+    guidance = MeanFlowGuidance(null_label=4)
+    assert (guidance.omega, guidance.kappa, guidance.label_dropout) == (1.0, 0.5, 0.1)
+    assert (guidance.t_min, guidance.t_max, guidance.drop_placement) == (0.0, 1.0, "first_rows")
+    assert guidance.effective_scale == pytest.approx(2.0)
+    with pytest.raises(ValueError, match="drop_placement"):
+        MeanFlowGuidance(null_label=4, drop_placement="last_rows")
+
+
+def test_official_drop_placement_drops_leading_rows_with_equal_times():
+    null, batch = 10, 64
+    labels = jnp.arange(batch, dtype=jnp.int32) % null
+    first = MeanFlowGuidance(null_label=null, label_dropout=0.3)
+    independent = MeanFlowGuidance(null_label=null, label_dropout=0.3, drop_placement="independent")
+    counts, scattered = [], 0
+    for seed in range(20):
+        key = jax.random.key(seed)
+        dropped = np.asarray(first.drop(key, labels)) == null
+        count = int(dropped.sum())
+        counts.append(count)
+        # A prefix: rows [0, n) and nothing after.
+        np.testing.assert_array_equal(dropped, np.arange(batch) < count)
+        # n = #(u < p) over the batch, as cond_drop counts it.
+        assert count == int(np.sum(np.asarray(jax.random.uniform(key, (batch,))) < 0.3))
+        other = np.asarray(independent.drop(key, labels)) == null
+        scattered += int(not np.array_equal(other, np.arange(batch) < other.sum()))
+    # Binomial(64, 0.3): mean 19.2, sd 3.7; the mean of 20 draws lies within 4 sd (3.3).
+    assert abs(np.mean(counts) - 19.2) < 3.3
+    # Independent drops are (almost surely) not a prefix.
+    assert scattered >= 18
+    # With 75% of rows at r = t (48 of 64) every dropped row has r = t while n <= 48.
+    r, t = sample_two_times(jax.random.key(0), batch, UniformTime(), 0.75)
+    assert max(counts) <= 48
+    np.testing.assert_array_equal(np.asarray(r)[: max(counts)], np.asarray(t)[: max(counts)])
+
+
+def test_objective_drops_labels_with_the_guidance_placement(two_time_net):
+    x0, *_ = _batch(2)
+    labels = jnp.arange(x0.shape[0], dtype=jnp.int32) % 4
+    guidance = MeanFlowGuidance(null_label=4, kappa=0.0, label_dropout=0.5)
+    objective = MeanFlowObjective(adaptive_power=0.0, guidance=guidance)
+    for seed in range(4):
+        _, aux = objective(two_time_net, x0, labels, jax.random.key(seed))
+        dropped = np.asarray(aux["label_dropped"]) > 0
+        np.testing.assert_array_equal(dropped, np.arange(len(dropped)) < dropped.sum())

@@ -1,6 +1,7 @@
 """The resumable generation loop: fill every missing shard, batch by batch, with a progress bar.
 
-The loop is independent of the models: it calls ``sample_batch(indices, labels)`` which must
+The batches are `nnx_fid.sample_in_batches`, the loop every app shares; this module adds the
+shards. It is independent of the models: it calls ``sample_batch(indices, labels)`` which must
 return uint8 images for those global sample indices and be deterministic in them (the noise
 of sample ``i`` is drawn from ``fold_in(key(seed), i)`` in :mod:`rae_eval.sampling`). Because
 each sample depends only on its index and label, a resumed run, a run with another batch size
@@ -12,16 +13,14 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Callable
 
 import numpy as np
 from tqdm import tqdm
 
+from nnx_fid.sampling import SampleBatch, sample_in_batches
 from rae_eval.shards import ShardStore
 
 __all__ = ["GenerationReport", "generate_shards"]
-
-SampleBatch = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,15 +73,10 @@ def generate_shards(
     with bar:
         for shard in missing:
             indices = np.asarray(store.shard_range(shard), np.int64)
-            chunks = []
-            for offset in range(0, indices.size, batch_size):
-                batch = indices[offset : offset + batch_size]
-                count = batch.size
-                padded = np.concatenate([batch, np.repeat(batch[-1:], batch_size - count)])
-                images = np.asarray(sample_batch(padded, labels[padded]))
-                chunks.append(images[:count])
-                bar.update(count)
-            store.write(shard, np.concatenate(chunks), labels[indices])
+            chunks = sample_in_batches(
+                sample_batch, labels, batch_size=batch_size, indices=indices, bar=bar
+            )
+            store.write(shard, np.concatenate(list(chunks)), labels[indices])
     return GenerationReport(
         generated=tuple(missing),
         skipped=store.num_shards - len(missing),

@@ -149,6 +149,70 @@ def _inception_path(files) -> pathlib.Path | None:
     return files["inception"].path if "inception" in files else None
 
 
+def _generation_fingerprint(config, files) -> dict:
+    """Everything the stored sample shards depend on (a resumed run must match it)."""
+    return {
+        "seed": config.seed,
+        "weights": config.weights,
+        "files": {
+            role: str(file.path)
+            for role, file in files.items()
+            if role in ("decoder", "latent_stats", "stage2", "guide")
+        },
+        "num_classes": config.num_classes,
+        "stage2": config.stage2.to_dict(),
+        "guide": config.guide.to_dict() if needs_guide(config) else None,
+        "decoder": config.decoder.to_dict(),
+        "guidance": config.guidance.to_dict(),
+        "sampler": config.sampler.to_dict(),
+        "time_shift": config.time_shift,
+        "shard_size": config.generation.shard_size,
+    }
+
+
+def _generate_batch(config, files, grid, mesh):
+    """The jitted ``(indices, labels) -> uint8 images`` of the configured models."""
+    autoencoder = build_autoencoder(config, files, with_encoder=False)
+    model = build_stage2(config, files, "stage2")
+    guide = build_stage2(config, files, "guide") if needs_guide(config) else None
+    return make_generate_batch(
+        autoencoder=autoencoder,
+        model=model,
+        guide=guide,
+        guidance=config.guidance,
+        solver=build_solver(config.sampler),
+        grid=grid,
+        latent_shape=latent_shape(config),
+        null_label=config.num_classes,
+        seed=config.seed,
+        mesh=mesh,
+    )
+
+
+def _generation_summary(config, grid, store: ShardStore, report) -> dict:
+    """The settings and timings part of ``results_generate.json``."""
+    times = np.asarray(grid.times()).tolist()
+    return {
+        "task": config.task,
+        "metrics": None,
+        "weights": config.weights,
+        "seed": config.seed,
+        "labels": "class-balanced (nnx_fid.balanced_labels)",
+        "num_samples": config.generation.num_samples,
+        "guidance": config.guidance.to_dict(),
+        "sampler": {
+            **config.sampler.to_dict(),
+            "time_shift": config.time_shift,
+            "grid_first_last": [times[0], times[-1]],
+        },
+        "precision": config.stage2.precision,
+        "devices": jax.device_count(),
+        "generated_shards": None if report is None else len(report.generated),
+        "skipped_shards": store.num_shards if report is None else report.skipped,
+        "sampling_seconds": None if report is None else report.seconds,
+    }
+
+
 def run_generation(config, workdir: pathlib.Path) -> dict:
     """Sample ``generation.num_samples`` images (resuming), evaluate, write JSON and a grid."""
     start = time.perf_counter()
@@ -161,45 +225,13 @@ def run_generation(config, workdir: pathlib.Path) -> dict:
         workdir / "samples", num_samples=section.num_samples, shard_size=section.shard_size
     )
     grid = build_grid(config.sampler, config.time_shift)
-    store.check_fingerprint(
-        {
-            "seed": config.seed,
-            "weights": config.weights,
-            "files": {
-                role: str(file.path)
-                for role, file in files.items()
-                if role in ("decoder", "latent_stats", "stage2", "guide")
-            },
-            "num_classes": config.num_classes,
-            "stage2": config.stage2.to_dict(),
-            "guide": config.guide.to_dict() if needs_guide(config) else None,
-            "decoder": config.decoder.to_dict(),
-            "guidance": config.guidance.to_dict(),
-            "sampler": config.sampler.to_dict(),
-            "time_shift": config.time_shift,
-            "shard_size": section.shard_size,
-        }
-    )
+    store.check_fingerprint(_generation_fingerprint(config, files))
     # Every weight file is loaded and checked before the first sample: a wrong Inception or
     # reference batch must not surface only after hours of sampling.
     scorer = _metric_inputs(config, files, mesh) if config.task == "generate" else None
     report = None
     if store.missing_shards():  # a finished run goes straight to the metrics
-        autoencoder = build_autoencoder(config, files, with_encoder=False)
-        model = build_stage2(config, files, "stage2")
-        guide = build_stage2(config, files, "guide") if needs_guide(config) else None
-        generate_batch = make_generate_batch(
-            autoencoder=autoencoder,
-            model=model,
-            guide=guide,
-            guidance=config.guidance,
-            solver=build_solver(config.sampler),
-            grid=grid,
-            latent_shape=latent_shape(config),
-            null_label=config.num_classes,
-            seed=config.seed,
-            mesh=mesh,
-        )
+        generate_batch = _generate_batch(config, files, grid, mesh)
         report = generate_shards(
             store, generate_batch, labels, batch_size=batch_size, progress=config.progress
         )
@@ -210,27 +242,8 @@ def run_generation(config, workdir: pathlib.Path) -> dict:
         _first_images(store, section.grid_images),
         columns=section.grid_columns,
     )
-    times = np.asarray(grid.times()).tolist()
-    results = {
-        "task": config.task,
-        "metrics": None,
-        "weights": config.weights,
-        "seed": config.seed,
-        "labels": "class-balanced (nnx_fid.balanced_labels)",
-        "num_samples": section.num_samples,
-        "guidance": config.guidance.to_dict(),
-        "sampler": {
-            **config.sampler.to_dict(),
-            "time_shift": config.time_shift,
-            "grid_first_last": [times[0], times[-1]],
-        },
-        "dtype": config.stage2.dtype,
-        "devices": jax.device_count(),
-        "generated_shards": None if report is None else len(report.generated),
-        "skipped_shards": store.num_shards if report is None else report.skipped,
-        "sampling_seconds": None if report is None else report.seconds,
-        "grid": str(grid_path),
-    }
+    results = _generation_summary(config, grid, store, report)
+    results["grid"] = str(grid_path)
     if config.task == "generate":
         results.update(_generation_metrics(config, store, *scorer))
     results["seconds"] = time.perf_counter() - start
@@ -238,14 +251,18 @@ def run_generation(config, workdir: pathlib.Path) -> dict:
     return results
 
 
+def _inception_extractor(config, files, mesh) -> InceptionFeatures:
+    """Inception features of the configured weights (random ones for the demo)."""
+    random_seed = config.seed + 6 if config.weights == "random" else None
+    inception = build_inception(_inception_path(files), random_seed=random_seed)
+    return InceptionFeatures(inception, front_end=config.metrics.front_end, mesh=mesh)
+
+
 def _metric_inputs(config, files, mesh) -> tuple:
     """``(extractor, reference, reference name)``: the Inception (weights read and checked)
     and the reference batch, loaded before any sampling."""
-    random_seed = config.seed + 6 if config.weights == "random" else None
-    inception = build_inception(_inception_path(files), random_seed=random_seed)
-    extractor = InceptionFeatures(inception, front_end=config.metrics.front_end, mesh=mesh)
     reference, reference_name = _reference(config, files, config.image_size)
-    return extractor, reference, reference_name
+    return _inception_extractor(config, files, mesh), reference, reference_name
 
 
 def _generation_metrics(
@@ -273,19 +290,32 @@ def _generation_metrics(
     return {"metrics": metrics, "reference": reference_name}
 
 
-def run_reconstruction(config, workdir: pathlib.Path) -> dict:
-    """rFID, PSNR and SSIM of encode -> decode on ``reconstruction.image_folder``."""
-    start = time.perf_counter()
-    files = required_files(config)
-    section = config.reconstruction
+def _reconstruction_paths(section) -> list:
+    """The images of ``reconstruction.image_folder`` (the first ``max_images`` if set)."""
     if not section.image_folder:
         raise ValueError(
             "config.reconstruction.image_folder is empty; point it at a folder of images "
             "(ImageNet val for the paper's rFID)"
         )
     paths = list_images(section.image_folder)
-    if section.max_images:
-        paths = paths[: section.max_images]
+    return paths[: section.max_images] if section.max_images else paths
+
+
+def _save_pairs(workdir: pathlib.Path, originals, reconstructions, count: int) -> pathlib.Path:
+    """A two-column grid: original | reconstruction, ``count`` rows."""
+    count = min(count, len(originals))
+    pairs = np.stack([originals[:count], reconstructions[:count]], axis=1).reshape(
+        2 * count, *originals.shape[1:]
+    )
+    return save_grid(workdir / "reconstructions_grid.png", pairs, columns=2)
+
+
+def run_reconstruction(config, workdir: pathlib.Path) -> dict:
+    """rFID, PSNR and SSIM of encode -> decode on ``reconstruction.image_folder``."""
+    start = time.perf_counter()
+    files = required_files(config)
+    section = config.reconstruction
+    paths = _reconstruction_paths(section)
     originals = load_images(paths, config.image_size)
     mesh = data_mesh()
     store = ShardStore(
@@ -315,17 +345,10 @@ def run_reconstruction(config, workdir: pathlib.Path) -> dict:
             desc="reconstructing",
         )
     reconstructions, _ = store.read_all()
-    count = min(section.grid_images, len(paths))
-    pairs = np.stack([originals[:count], reconstructions[:count]], axis=1).reshape(
-        2 * count, *originals.shape[1:]
-    )
-    grid_path = save_grid(workdir / "reconstructions_grid.png", pairs, columns=2)
+    grid_path = _save_pairs(workdir, originals, reconstructions, section.grid_images)
 
-    random_seed = config.seed + 6 if config.weights == "random" else None
-    inception = build_inception(_inception_path(files), random_seed=random_seed)
-    extractor = InceptionFeatures(inception, front_end=config.metrics.front_end, mesh=mesh)
     metrics = reconstruction_metrics(
-        extractor,
+        _inception_extractor(config, files, mesh),
         originals,
         reconstructions,
         batch_size=config.metrics.batch_size,

@@ -60,6 +60,7 @@ def build_optimizer(config: ConfigDict) -> tuple[optax.GradientTransformation, o
         warmup_steps=sched.warmup_steps,
         decay_steps=sched.decay_steps,
         end_learning_rate=sched.end_learning_rate,
+        warmup_from_zero=sched.warmup_from_zero,
     )
     tx = make_optimizer(
         schedule=schedule,

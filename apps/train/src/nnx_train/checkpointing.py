@@ -20,11 +20,11 @@ the previous one is used; it is then renamed ``<step>.corrupt``. Untrusted means
 copied step), unreadable files (truncated, missing), or arrays whose fingerprint differs from
 the one in the manifest (bytes changed on disk: tensorstore reads such files without error).
 
-The fingerprint of an array is ``sum(mix(bits(x) ^ (2654435761 * flat_index))) mod 2**32``
-over its elements (bits: the raw 8/16/32-bit pattern, mix: murmur3's 32-bit finaliser).
-Integer addition modulo ``2**32`` does not
-depend on the order of the sum, so the value is the same on any mesh or sharding, and it is
-computed where the shards live (no gather).
+On a bucket a step without the marker is reported on open and left in place; orbax's temporary
+folder clean-up runs only on local disks, where the workdir lock keeps other runs away.
+
+Fingerprints (`nnx_train.fingerprint`) cover every array of the state and the data-iterator
+position of every process, so a valid but wrong value of either is named, not resumed.
 """
 
 from __future__ import annotations
@@ -36,12 +36,18 @@ from typing import Any
 
 import grain
 import jax
-import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
 from etils import epath
 
+from nnx_train.checkpoint_errors import (
+    quiet_orbax_thread_errors,
+    read_permission_error,
+    warn_uncommitted,
+    write_error,
+)
 from nnx_train.errors import CheckpointError, ConfigError
+from nnx_train.fingerprint import fingerprints, position_fingerprint
 from nnx_train.multihost import barrier
 from nnx_train.state import from_nested, state_paths, to_nested
 
@@ -52,72 +58,6 @@ log = logging.getLogger(__name__)
 # orbax writes this file last: inside the temporary folder just before the rename on local
 # disks, as the final object on GCS. A step folder without it was never completed.
 COMMIT_MARKER = "commit_success.txt"
-
-# Knuth's multiplicative-hash constant: mixes the position into each element, so that
-# swapped or shifted elements change the fingerprint too.
-_POSITION_WEIGHT = 2654435761
-
-
-def _mix(h: jax.Array) -> jax.Array:
-    """murmur3's 32-bit finaliser: every input bit flips about half of the output bits (a
-    plain weighted sum misses e.g. a halving of every element, whose bit patterns all move
-    by the same power of two)."""
-    h = h ^ (h >> 16)
-    h = h * jnp.uint32(0x85EBCA6B)
-    h = h ^ (h >> 13)
-    h = h * jnp.uint32(0xC2B2AE35)
-    return h ^ (h >> 16)
-
-
-def _bits(x: jax.Array) -> jax.Array:
-    """The raw bit pattern of ``x`` as uint32 (8/16-bit types widened, 64-bit split in two)."""
-    if x.dtype == jnp.bool_:
-        return x.astype(jnp.uint32)
-    match np.dtype(x.dtype).itemsize:
-        case 1:
-            return jax.lax.bitcast_convert_type(x, jnp.uint8).astype(jnp.uint32)
-        case 2:
-            return jax.lax.bitcast_convert_type(x, jnp.uint16).astype(jnp.uint32)
-        case 4:
-            return jax.lax.bitcast_convert_type(x, jnp.uint32)
-        case 8:
-            return jax.lax.bitcast_convert_type(x, jnp.uint32)  # trailing axis of 2 words
-    raise TypeError(f"No fingerprint for arrays of dtype {x.dtype}.")
-
-
-def _fingerprint(x: jax.Array) -> jax.Array:
-    """``sum(mix(bits ^ (w * flat_index))) mod 2**32``: order-free, so layout-free.
-
-    Few operations per array on purpose: a train state has hundreds of arrays, and tracing
-    costs about as much per operation as the arithmetic itself at small sizes.
-    """
-    bits = _bits(x)
-    index = jax.lax.iota(jnp.uint32, bits.size).reshape(bits.shape)
-    return jnp.sum(_mix(bits ^ (index * jnp.uint32(_POSITION_WEIGHT))), dtype=jnp.uint32)
-
-
-_fingerprint_leaves = jax.jit(lambda leaves: [_fingerprint(leaf) for leaf in leaves])
-
-
-def fingerprints(state: Any) -> dict[str, int]:
-    """``{"a/b/c": fingerprint}`` of every array of ``state`` (computed on its devices).
-
-    The same arrays give the same numbers on any mesh; a changed bit changes the number
-    (except with probability about 2**-32).
-    """
-    leaves = jax.tree.leaves(state)
-    # One compiled call per set of devices (a TrainState lives on one mesh: one call).
-    groups: dict[Any, list[int]] = {}
-    for index, leaf in enumerate(leaves):
-        sharding = getattr(leaf, "sharding", None)
-        devices = None if sharding is None else frozenset(sharding.device_set)
-        groups.setdefault(devices, []).append(index)
-    values: list[int] = [0] * len(leaves)
-    for indices in groups.values():
-        found = jax.device_get(_fingerprint_leaves([leaves[i] for i in indices]))
-        for i, value in zip(indices, found):
-            values[i] = int(value)
-    return {"/".join(path): v for path, v in zip(state_paths(state), values)}
 
 
 def _one_line(error: BaseException, limit: int = 300) -> str:
@@ -134,6 +74,39 @@ def _manifest(state: Any, model_name: str) -> dict:
             for path, leaf in zip(state_paths(state), leaves)
         },
     }
+
+
+def _position_name(index: int, count: int) -> str:
+    return f"process_{index}-of-{count}"
+
+
+def _position_fingerprints(data_iterator: Any) -> dict[str, str]:
+    """``{"process_<i>-of-<n>": fingerprint}`` of every process's iterator position (a
+    collective with several processes: the manifest is written by process 0)."""
+    own = position_fingerprint(data_iterator.get_state())
+    count = jax.process_count()
+    if count == 1:
+        return {_position_name(0, 1): own}
+    from jax.experimental import multihost_utils
+
+    gathered = multihost_utils.process_allgather(np.frombuffer(bytes.fromhex(own), np.uint8))
+    return {
+        _position_name(i, count): bytes(np.asarray(row, np.uint8)).hex()
+        for i, row in enumerate(np.asarray(gathered).reshape(count, -1))
+    }
+
+
+def _committed(path: epath.Path) -> bool:
+    """Whether ``path`` holds the commit marker; a folder it may not read raises
+    `PermissionError` (``Path.exists`` would say "no marker", as if the step were broken)."""
+    marker = path / COMMIT_MARKER
+    if "://" in str(path):
+        return marker.exists()
+    try:
+        os.stat(os.fspath(marker))
+    except FileNotFoundError:
+        return False
+    return True
 
 
 def _describe_mismatch(saved: dict, expected: dict) -> str:
@@ -190,16 +163,21 @@ class Checkpointer:
                 f"checkpoint.keep={keep}: at least one checkpoint must be kept; set "
                 "checkpoint.keep to 1 or more."
             )
-        path = directory if "://" in directory else os.path.abspath(directory)
-        self.directory = epath.Path(path)
+        quiet_orbax_thread_errors()
+        remote = "://" in directory
+        self.directory = epath.Path(directory if remote else os.path.abspath(directory))
         self.model_name = model_name
         self.read_only = read_only
+        if remote and jax.process_index() == 0:
+            warn_uncommitted(self.directory, COMMIT_MARKER)
         options = ocp.CheckpointManagerOptions(
             max_to_keep=keep,
             keep_period=keep_period or None,
             enable_async_checkpointing=async_save,
             create=not read_only,
-            cleanup_tmp_directories=not read_only,
+            # On a bucket a step folder without its commit marker counts as temporary and
+            # orbax would delete it on open: it is reported instead and left in place.
+            cleanup_tmp_directories=not (remote or read_only),
             read_only=read_only,
         )
         try:
@@ -237,10 +215,17 @@ class Checkpointer:
             state=ocp.args.StandardSave(to_nested(state)),
             data=grain.checkpoint.CheckpointSave(data_iterator),
             manifest=ocp.args.JsonSave(
-                {**_manifest(state, self.model_name), "fingerprints": fingerprints(state)}
+                {
+                    **_manifest(state, self.model_name),
+                    "fingerprints": fingerprints(state),
+                    "positions": _position_fingerprints(data_iterator),
+                }
             ),
         )
-        return self.manager.save(step, args=args, force=force)
+        try:
+            return self.manager.save(step, args=args, force=force)
+        except Exception as err:  # noqa: BLE001 - one line for disk full / no permission
+            raise write_error(err, self.directory) or err from err
 
     def restore(self, abstract_state: Any, data_iterator: Any, *, step: int | None = None) -> Any:
         """Restores the newest readable checkpoint (or ``step``) into ``abstract_state``'s layout.
@@ -278,7 +263,8 @@ class Checkpointer:
         raise CheckpointError(
             f"No readable checkpoint in {self.directory}: "
             + "; ".join(failures)
-            + ". Delete the broken step folders or start a new --workdir."
+            + ". They are kept for inspection; restore a good copy into that folder, or start "
+            "a new --workdir (or checkpoint.directory)."
         )
 
     def _read_step(self, step: int, abstract_state: Any, expected: dict) -> tuple[Any, dict]:
@@ -290,13 +276,17 @@ class Checkpointer:
             be split over this run's processes.
         """
         path = self.step_path(step)
-        if not (path / COMMIT_MARKER).exists():
-            raise _Untrusted(f"no {COMMIT_MARKER}: partly written or copied")
         try:
+            if not _committed(path):
+                raise _Untrusted(f"no {COMMIT_MARKER}: partly written or copied")
             manifest = self.manager.restore(
                 step, args=ocp.args.Composite(manifest=ocp.args.JsonRestore())
             ).manifest
+        except _Untrusted:
+            raise
         except Exception as err:  # noqa: BLE001 - any unreadable file means: try older
+            if read_permission_error(err, path) is not None:
+                raise read_permission_error(err, path) from err
             raise _Untrusted(f"manifest unreadable ({_one_line(err)})") from err
         if manifest["arrays"] != expected:
             raise CheckpointError(
@@ -310,11 +300,18 @@ class Checkpointer:
                 step,
                 args=ocp.args.Composite(state=ocp.args.StandardRestore(to_nested(abstract_state))),
             )
-            position = self._data_position(step)
+            position, name = self._data_position(step)
         except CheckpointError:
             raise
         except Exception as err:  # noqa: BLE001
+            if read_permission_error(err, path) is not None:
+                raise read_permission_error(err, path) from err
             raise _Untrusted(_one_line(err)) from err
+        saved_position = manifest.get("positions", {}).get(name)  # absent: older versions
+        if saved_position is not None and saved_position != position_fingerprint(position):
+            raise _Untrusted(
+                f"the data-iterator position data/{name}.json differs from its fingerprint"
+            )
         state = from_nested(restored.state, abstract_state)
         saved = manifest.get("fingerprints")  # absent in checkpoints of older versions
         if saved is not None:
@@ -324,8 +321,9 @@ class Checkpointer:
                 raise _Untrusted(f"{len(changed)} array(s) differ from their fingerprint ({shown})")
         return state, position
 
-    def _data_position(self, step: int) -> dict:
-        """This process's saved data-iterator state (``data/process_<i>-of-<n>.json``).
+    def _data_position(self, step: int) -> tuple[dict, str]:
+        """This process's saved data-iterator state (``data/process_<i>-of-<n>.json``) and
+        the name of the file it was read from.
 
         A checkpoint written by another number of processes still resumes when every saved
         position is the same (the map-style pipeline's position is the index of the next
@@ -333,9 +331,10 @@ class Checkpointer:
         WebDataset stream's shards) cannot be re-split and raise.
         """
         folder = self.step_path(step) / "data"
-        own = folder / f"process_{jax.process_index()}-of-{jax.process_count()}.json"
+        own_name = _position_name(jax.process_index(), jax.process_count())
+        own = folder / f"{own_name}.json"
         if own.exists():
-            return json.loads(own.read_text())
+            return json.loads(own.read_text()), own_name
         saved = sorted(folder.glob("process_*-of-*.json"))
         if not saved:
             raise FileNotFoundError(f"no data-iterator position in {folder}")
@@ -354,7 +353,7 @@ class Checkpointer:
             len(saved),
             jax.process_count(),
         )
-        return json.loads(positions.pop())
+        return json.loads(positions.pop()), saved[0].name.removesuffix(".json")
 
     def _reject(self, failures: list[str], step: int, reason: str) -> None:
         failures.append(f"step {step}: {reason}")
@@ -377,19 +376,37 @@ class Checkpointer:
             self.manager.reload()
 
     def _rename_corrupt(self, steps: list[int]) -> None:
+        """``<step>`` -> ``<step>.corrupt`` (``.corrupt-2``, ... when earlier copies exist:
+        none is ever removed); a directory that cannot be changed is an error naming it."""
         for step in steps:
             source = self.directory / str(step)
-            target = self.directory / f"{step}.corrupt"
-            if target.exists():
-                target.rmtree()
-            source.rename(target)
+            target, copy = self.directory / f"{step}.corrupt", 1
+            while target.exists():
+                copy += 1
+                target = self.directory / f"{step}.corrupt-{copy}"
+            try:
+                source.rename(target)
+            except OSError as err:
+                raise CheckpointError(
+                    f"Cannot set aside the unreadable checkpoint {source} as {target.name} "
+                    f"({_one_line(err)}): the checkpoint directory is not writable, so this "
+                    "run could not save either. Make it writable, or resume from a writable "
+                    "copy (--config.checkpoint.directory)."
+                ) from err
             log.warning("Moved the unreadable checkpoint %s to %s.", source, target)
 
     def wait(self) -> None:
-        """Blocks until pending asynchronous saves are finalised."""
-        self.manager.wait_until_finished()
+        """Blocks until pending asynchronous saves are finalised.
+
+        Raises:
+          CheckpointError: the disk is full or not writable (one line).
+        """
+        try:
+            self.manager.wait_until_finished()
+        except Exception as err:  # noqa: BLE001
+            raise write_error(err, self.directory) or err from err
 
     def close(self) -> None:
         """Waits for pending saves and releases the manager."""
-        self.manager.wait_until_finished()
+        self.wait()
         self.manager.close()

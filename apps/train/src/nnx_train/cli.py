@@ -30,6 +30,7 @@ from ml_collections import ConfigDict
 
 from nnx_train.cli_options import Options, parse_options, usage
 from nnx_train.errors import ConfigError, TrainError
+from nnx_train.preemption import PREEMPTED_EXIT_STATUS, Preempted
 
 __all__ = ["Command", "default_config_path", "load_config", "main", "parse_args", "parse_command"]
 
@@ -201,7 +202,7 @@ def _summary(metrics: dict) -> str:
     return ", ".join(
         f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
         for k, v in metrics.items()
-        if k in shown
+        if k.split("_steps")[0] in shown  # few-step evaluations: <name>_steps<n>
     )
 
 
@@ -238,6 +239,9 @@ def main(argv: Sequence[str] | None = None, *, default_config: str | None = None
         command = parse_command(argv, default_config=default_config)
         quiet_third_party(verbose=command.options.verbose)
         last_line = _run(command)
+    except Preempted as notice:
+        print(notice, file=sys.stderr)
+        return PREEMPTED_EXIT_STATUS
     except TrainError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -13,10 +13,10 @@ Sections:
 | `data`       | a record source (`digits`, `synthetic`, `latents`, `imagefolder`, `arrayrecord`, `webdataset`) |
 | `loader`     | Grain reader threads and prefetch                                  |
 | `model`      | the network: ``name`` + its constructor's keyword arguments       |
-| `objective`  | the training objective (`interpolant`, `meanflow`, `edm2`, `repa`, `rae_decoder`) |
+| `objective`  | the training objective (`interpolant`, `ddpm`, `meanflow`, `edm`, `edm2`, `repa`, `rae_decoder`, `diffusion_forcing`) |
 | `optimizer`  | AdamW and gradient clipping                                        |
 | `schedule`   | learning-rate warm-up and decay                                    |
-| `ema`        | EMA decays                                                         |
+| `ema`        | EMA decays; EDM2 power-function EMAs and their snapshots (post hoc)  |
 | `train`      | batch size, steps, logging interval, non-finite policy             |
 | `checkpoint` | where, how often, how many                                          |
 | `sharding`   | strategy and mesh axis sizes                                        |
@@ -35,25 +35,34 @@ from ml_collections import ConfigDict
 
 from nnx_train.sections import (
     arrayrecord_data,
+    ddpm_objective,
+    diffusion_forcing_objective,
     digits_data,
     dinov2_encoder,
     edm2_objective,
+    edm_objective,
     imagefolder_data,
     interpolant_objective,
     latent_data,
     meanflow_objective,
+    moving_digits_data,
     rae_decoder_objective,
     repa_objective,
     synthetic_data,
+    time_distribution,
     webdataset_data,
 )
 
 __all__ = [
+    "XL_ONE_GPU_POLICY",
     "arrayrecord_data",
     "base_config",
+    "ddpm_objective",
     "digits_data",
+    "diffusion_forcing_objective",
     "dinov2_encoder",
     "edm2_objective",
+    "edm_objective",
     "imagefolder_data",
     "interpolant_objective",
     "latent_data",
@@ -61,22 +70,30 @@ __all__ = [
     "sdvae_latents",
     "sibling_config",
     "meanflow_objective",
+    "moving_digits_data",
     "rae_decoder_objective",
     "repa_objective",
     "synthetic_data",
+    "time_distribution",
     "webdataset_data",
 ]
 
 
-def sdvae_latents(config: ConfigDict, *, resolution: int = 256, edm2: bool = False) -> ConfigDict:
+def sdvae_latents(
+    config: ConfigDict, *, resolution: int = 256, edm2: bool = False, horizontal_flip: bool = False
+) -> ConfigDict:
     """Sets ImageNet SD-VAE latents (``tools/extract_latents.py``) and the SD-VAE decoder.
+
+    ``horizontal_flip`` needs latents extracted with ``--flip`` (`nnx_train.data.LatentSource`).
 
     DiT / SiT / REPA scale latents by 0.18215; EDM2 standardises them per channel with
     ``raw_mean [5.81, 3.25, 0.12, -2.15]`` and ``raw_std [4.17, 4.62, 3.71, 3.28]`` to std 0.5
     (NVlabs/edm2 ``training/encoders.py``; never mix the two).
     """
     side = resolution // 8
-    config.data = latent_data(num_classes=1000, posterior="mean_std")
+    config.data = latent_data(
+        num_classes=1000, posterior="mean_std", horizontal_flip=horizontal_flip
+    )
     config.autoencoder.name = "sdvae"
     if edm2:
         config.autoencoder.shift = (5.81, 3.25, 0.12, -2.15)
@@ -121,7 +138,7 @@ def dit_model() -> ConfigDict:
             "learn_sigma": False,
             "time_scale": 1.0,
             "dtype": "float32",
-            "remat": False,
+            "remat": "none",  # "none" | "dots_saveable" | "full" (nnx_nets.REMAT_POLICIES)
         }
     )
 
@@ -141,9 +158,26 @@ def optimization_sections(config: ConfigDict) -> None:
         }
     )
     config.schedule = ConfigDict(
-        {"name": "constant", "warmup_steps": 0, "decay_steps": 0, "end_learning_rate": 0.0}
+        {
+            "name": "constant",
+            "warmup_steps": 0,
+            "decay_steps": 0,
+            "end_learning_rate": 0.0,
+            # False: the warm-up holds the peak rate instead of ramping from 0 (RAE stage 2)
+            "warmup_from_zero": True,
+        }
     )
-    config.ema = ConfigDict({"decays": (0.9999,)})
+    # Fixed-decay EMAs, plus EDM2's power-function EMAs (nnx_train.ema; off when sigma_rels is
+    # empty) whose snapshots, every snapshot_every_steps steps, feed tools/posthoc_ema.py;
+    # snapshot_directory "" is phema_snapshots/ beside the checkpoint folder.
+    config.ema = ConfigDict(
+        {
+            "decays": (0.9999,),
+            "sigma_rels": (),
+            "snapshot_every_steps": 0,
+            "snapshot_directory": "",
+        }
+    )
     config.train = ConfigDict(
         {
             "batch_size": 256,
@@ -197,7 +231,7 @@ def sampling_sections(config: ConfigDict) -> None:
     )
     # Guidance of the sampling field (nnx_samplers.ClassifierFreeGuidance): name "cfg" or
     # "none", weight, the (t_lo, t_hi) interval where it applies, and the number of guided
-    # leading channels (0: all; 3: DiT's legacy mode).
+    # leading channels (0: all; 3: DiT / SiT's 3 of 4 and LightningDiT's 3 of 32).
     config.guidance = ConfigDict(
         {"name": "cfg", "scale": 1.0, "interval": (0.0, 1.0), "guided_channels": 0}
     )
@@ -213,6 +247,13 @@ def sampling_sections(config: ConfigDict) -> None:
             "reference_stats": "",
             # keep the scored samples as workdir/eval_samples_<step>.npz (ADM sample batch)
             "save_samples": False,
+            # () evaluates sampler.num_steps; (1, 2) reports every metric per step count as
+            # <metric>_steps<n> (MeanFlow: one network evaluation per step)
+            "sampler_steps": (),
+            # rows to report, "cfg<scale>/<count>" each (e.g. "cfg1.5/50k"): metrics are keyed
+            # "<metric>@<row>"; periodic evaluations score the rows of at most num_samples
+            # images, the final one every row. Empty: one row at guidance.scale, num_samples.
+            "settings": (),
         }
     )
 
@@ -241,6 +282,14 @@ def base_config() -> ConfigDict:
         {"wandb_project": "nnx-diffusion", "wandb_mode": "disabled", "progress_bar": True}
     )
     return config
+
+
+# The XL recipes' precision and remat policy (nnx_nets.precision): float32 master weights and
+# AdamW state, bfloat16 matmuls and activations, each scanned block keeping its matmul outputs.
+# DiT-XL/2 at batch 256 then compiles to 116.4 GiB (temp + argument + output, XLA:CPU buffer
+# assignment; docs/precision.md), under one H200's 141 GB; asserted by
+# apps/train/tests/test_memory_model.py.
+XL_ONE_GPU_POLICY = {"dtype": "bfloat16", "remat": "dots_saveable", "scan_blocks": True}
 
 
 def make_tiny(

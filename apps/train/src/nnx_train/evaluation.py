@@ -11,8 +11,11 @@ perfect generator would reach with this many samples. `build_evaluator` makes th
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import logging
 import os
+import re
 import time
 from collections.abc import Iterable, Iterator
 from typing import Any
@@ -24,9 +27,12 @@ from nnx_train.errors import ConfigError
 
 __all__ = [
     "DigitsEvaluator",
+    "EvalSetting",
     "build_evaluator",
+    "eval_settings",
     "evaluate",
     "feature_statistics",
+    "sampler_variant",
     "save_sample_batch",
 ]
 
@@ -99,7 +105,9 @@ class DigitsEvaluator:
 
 
 def build_evaluator(config: ConfigDict) -> Any:
-    """The evaluator named by ``config.eval.name`` (``None`` for ``"none"``)."""
+    """The evaluator named by ``config.eval.name`` (``None`` for ``"none"``); checks
+    ``eval.settings`` first (`eval_settings`), so a bad row fails at start-up."""
+    eval_settings(config)
     match config.eval.name:
         case "none":
             return None
@@ -114,40 +122,154 @@ def build_evaluator(config: ConfigDict) -> Any:
                 split_seed=config.data.split_seed,
                 seed=config.seed,
             )
+        case "video_digits":
+            from nnx_train.video_eval import VideoDigitsEvaluator
+
+            if config.data.name != "moving_digits":
+                raise ConfigError(
+                    "eval.name='video_digits' needs data.name='moving_digits'; use 'none' for "
+                    "other data."
+                )
+            return VideoDigitsEvaluator(
+                window=config.data.num_frames,
+                frame_size=config.data.frame_size,
+                holdout_fraction=config.data.holdout_fraction,
+                split_seed=config.data.split_seed,
+                seed=config.seed,
+            )
         case "fid":
             from nnx_train.fid_eval import FIDEvaluator
 
             return FIDEvaluator.from_config(config)
         case _:
-            raise ConfigError(f"Unknown eval.name={config.eval.name!r}; valid: none, digits, fid.")
+            raise ConfigError(
+                f"Unknown eval.name={config.eval.name!r}; valid: none, digits, video_digits, fid."
+            )
 
 
-def evaluate(run: Any, evaluator: Any, step: int) -> dict:
-    """Samples ``eval.num_samples`` class-balanced images from the EMA and scores them.
+@dataclasses.dataclass(frozen=True)
+class EvalSetting:
+    """One row of the evaluation: a CFG scale and a sample count.
 
-    ``run`` is the trainer's run (``config``, ``task``, ``workdir``, ``is_main`` and
-    ``pixel_batches``). Every process samples and scores (sampling is a collective; the evaluators are
-    deterministic, so all processes get the same metrics); process 0 writes the samples file.
+    Attributes:
+      name: the row's name (``"cfg1.5/50k"``), appended to each metric as ``fid@cfg1.5/50k``;
+        ``""`` for the single unnamed row of a config without ``eval.settings``.
+      guidance_scale: the CFG scale (``None``: ``guidance.scale``).
+      num_samples: images generated and scored.
     """
+
+    name: str
+    guidance_scale: float | None
+    num_samples: int
+
+
+_SETTING = re.compile(r"cfg(\d+(?:\.\d+)?)/(\d+)(k?)")
+
+
+def eval_settings(config: ConfigDict) -> list[EvalSetting]:
+    """The rows of ``config.eval.settings`` (``"cfg<scale>/<count>[k]"`` each, e.g.
+    ``"cfg1.5/50k"``), or one unnamed row (``guidance.scale``, ``eval.num_samples``).
+
+    Raises:
+      ConfigError: a malformed setting, or a scale other than 1 with ``guidance.name='none'``.
+    """
+    rows = []
+    for text in config.eval.get("settings", ()):
+        match = _SETTING.fullmatch(str(text))
+        if match is None:
+            raise ConfigError(
+                f"eval.settings has {text!r}; write each as cfg<scale>/<count>, e.g. "
+                "'cfg1.5/50k' or 'cfg1.0/10000'."
+            )
+        scale = float(match.group(1))
+        if scale != 1.0 and config.guidance.name == "none":
+            raise ConfigError(
+                f"eval.settings has {text!r} but guidance.name='none'; use cfg1.0 or set "
+                "guidance.name='cfg'."
+            )
+        count = int(match.group(2)) * (1000 if match.group(3) else 1)
+        rows.append(EvalSetting(str(text), scale, count))
+    if not rows:
+        rows.append(EvalSetting("", None, int(config.eval.num_samples)))
+    return rows
+
+
+def evaluate(run: Any, evaluator: Any, step: int, *, ema: float | str | None = None) -> dict:
+    """Scores the EMA's samples, one row per evaluation setting (`eval_settings`) and, with
+    ``eval.sampler_steps``, per sampler step count.
+
+    Periodic evaluations score the rows of at most ``eval.num_samples`` images; the one at
+    ``train.num_steps`` scores every row. Named rows' metrics are keyed ``<metric>@<row>``
+    (``fid@cfg1.5/50k``); the unnamed row keeps plain names. With ``eval.sampler_steps =
+    (1, 2)`` (few-step samplers: MeanFlow's jump, one network evaluation per step) every
+    metric is reported once per step count as ``<metric>_steps<n>`` (then ``@<row>``).
+    ``ema`` overrides ``eval.ema`` (a decay, or a ``state.ema`` key such as a post-hoc EMA).
+    ``run`` is the trainer's run (``config``, ``task``, ``workdir``, ``is_main`` and
+    ``pixel_batches``). Every process samples and scores (sampling is a collective; the
+    evaluators are deterministic, so all processes get the same metrics); process 0 writes
+    the samples files.
+    """
+    config = run.config
+    which = float(config.eval.ema) if ema is None else ema
+    final = step >= config.train.num_steps
+    start = time.perf_counter()
+    metrics: dict[str, Any] = {}
+    for num_steps in config.eval.get("sampler_steps", ()) or (None,):
+        variant = run if num_steps is None else sampler_variant(run, int(num_steps))
+        steps = "" if num_steps is None else f"_steps{int(num_steps)}"
+        for setting in eval_settings(config):
+            if not final and setting.num_samples > config.eval.num_samples:
+                continue
+            row = _evaluate_row(variant, evaluator, step, setting, which, suffix=steps)
+            where = f"@{setting.name}" if setting.name else ""
+            metrics.update({f"{k}{steps}{where}": v for k, v in row.items()})
+    metrics["eval_seconds"] = time.perf_counter() - start
+    log.info("step %d evaluation: %s", step, metrics)
+    return metrics
+
+
+def sampler_variant(run: Any, num_steps: int) -> Any:
+    """``run`` sampling with ``sampler.num_steps = num_steps`` (same state; cached per count)."""
+    from nnx_train import build
+
+    variants = run.__dict__.setdefault("_sampler_variants", {})
+    if num_steps not in variants:
+        variant = copy.copy(run)
+        variant.config = run.config.copy_and_resolve_references()
+        variant.config.sampler.num_steps = num_steps
+        variant.task = build.build_task(variant.config, data_shape=run.data_shape)
+        variant.compile()
+        variants[num_steps] = variant
+    variants[num_steps].state = run.state
+    return variants[num_steps]
+
+
+def _evaluate_row(
+    run: Any, evaluator: Any, step: int, setting: EvalSetting, ema: float | str, *, suffix: str
+) -> dict:
+    """Samples ``setting.num_samples`` class-balanced images from the EMA ``ema`` and scores
+    them; ``suffix`` names the sampler variant in the samples file."""
     from nnx_fid import balanced_labels
 
     config = run.config.eval
-    labels = balanced_labels(config.num_samples, run.task.num_classes, seed=run.config.seed)
-    start = time.perf_counter()
+    labels = balanced_labels(setting.num_samples, run.task.num_classes, seed=run.config.seed)
     batches = run.pixel_batches(
-        float(config.ema), labels, batch_size=config.batch_size, seed=run.config.seed + 2
+        ema,
+        labels,
+        batch_size=config.batch_size,
+        seed=run.config.seed + 2,
+        guidance_scale=setting.guidance_scale,
     )
     kept: list[np.ndarray] = []
     if config.save_samples:
         batches = _keeping(batches, kept)
     metrics = dict(evaluator(batches, labels))
     if config.save_samples:
-        path = os.path.join(run.workdir, f"eval_samples_{step:08d}.npz")
+        suffix += f"_{setting.name.replace('/', '_')}" if setting.name else ""
+        path = os.path.join(run.workdir, f"eval_samples_{step:08d}{suffix}.npz")
         if run.is_main:
             save_sample_batch(path, np.concatenate(kept), labels)
         metrics["samples_file"] = path
-    metrics["eval_seconds"] = time.perf_counter() - start
-    log.info("step %d evaluation: %s", step, metrics)
     return metrics
 
 

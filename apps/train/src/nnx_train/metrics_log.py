@@ -12,6 +12,7 @@ environment and never written by this module.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import socket
@@ -21,6 +22,8 @@ from urllib.parse import urlparse
 import numpy as np
 
 __all__ = ["MetricsLogger", "check_wandb", "read_jsonl", "wandb_mode"]
+
+log = logging.getLogger(__name__)
 
 WANDB_MODES: tuple[str, ...] = ("online", "offline", "disabled")
 CONNECT_TIMEOUT_S = 5.0
@@ -91,11 +94,28 @@ def _plain(value: Any) -> Any:
 
 
 def read_jsonl(path: str) -> list[dict]:
-    """All records of a metrics file (missing file: empty list)."""
+    """All records of a metrics file (missing file: empty list).
+
+    The file is append-only; a run killed while appending leaves a torn last line, which
+    is skipped with a warning (a torn line elsewhere is skipped the same way).
+    """
     if not os.path.exists(path):
         return []
+    records = []
     with open(path) as handle:
-        return [json.loads(line) for line in handle if line.strip()]
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError:
+                log.warning(
+                    "Skipping line %d of %s: not a complete JSON record (a run was killed "
+                    "while writing it).",
+                    number,
+                    path,
+                )
+    return records
 
 
 class MetricsLogger:
@@ -123,6 +143,11 @@ class MetricsLogger:
         self.path = os.path.join(workdir, "metrics.jsonl")
         self.enabled = enabled
         self.mode = wandb_mode(mode)
+        if enabled and _torn(self.path):
+            # A run killed while appending left a line without its newline: end it, so that
+            # this run's first record starts a line of its own (`read_jsonl` skips the torn one).
+            with open(self.path, "a") as handle:
+                handle.write("\n")
         self._run = None
         if enabled and self.mode != "disabled":
             import wandb  # lazy: 1-2 s import
@@ -160,6 +185,15 @@ class MetricsLogger:
             self._run = None
 
 
+def _torn(path: str) -> bool:
+    """Whether ``path`` exists, is not empty and does not end with a newline."""
+    if not os.path.exists(path) or os.path.getsize(path) == 0:
+        return False
+    with open(path, "rb") as handle:
+        handle.seek(-1, os.SEEK_END)
+        return handle.read(1) != b"\n"
+
+
 def _run_id(workdir: str) -> str:
     """A stable wandb run id per workdir, so a resumed run continues the same wandb run."""
     path = os.path.join(workdir, "wandb_run_id.txt")
@@ -168,7 +202,8 @@ def _run_id(workdir: str) -> str:
             return handle.read().strip()
     import uuid
 
+    from nnx_train.provenance import write_text_atomic
+
     run_id = uuid.uuid4().hex[:12]
-    with open(path, "w") as handle:
-        handle.write(run_id)
+    write_text_atomic(path, run_id)
     return run_id

@@ -46,6 +46,9 @@ MODEL_INPUT_KEYS: dict[str, tuple[str, str] | None] = {
     "LightningDiT": ("input_size", "in_channels"),
     "DiTDH": ("input_size", "in_channels"),
     "EDM2UNet": ("img_resolution", "img_channels"),
+    "VideoDiT": ("input_size", "in_channels"),
+    "SongUNet": ("img_resolution", "in_channels"),
+    "DhariwalUNet": ("img_resolution", "in_channels"),
     "RAEDecoder": None,
 }
 MODEL_NAMES = tuple(MODEL_INPUT_KEYS)
@@ -66,6 +69,10 @@ def build_model_factory(model: ConfigDict, *, seed: int) -> Callable[[], nnx.Mod
     if "dtype" in kwargs:
         kwargs["dtype"] = dtype_from_name(kwargs["dtype"])
     parameters = signature_parameters(cls)
+    if "dtype" in kwargs and "precision" in parameters:
+        # The DiT family takes one precision policy (nnx_nets.Precision); model.dtype names it:
+        # "float32" (all float32) or "bfloat16" (float32 params, bf16 matmuls and activations).
+        kwargs["precision"] = nnx_nets.resolve_precision(kwargs.pop("dtype"))
     unknown = sorted(set(kwargs) - set(parameters))
     if unknown:
         raise ConfigError(

@@ -1,8 +1,9 @@
 """Optimiser and learning-rate schedule: optax AdamW behind warm-up, decay and clipping.
 
 ``tx = chain(clip_by_global_norm(c), adamw(schedule, b1, b2, eps, weight_decay))``; the
-schedule is a linear warm-up from 0 to the peak followed by a constant, cosine or linear
-decay (RAE: warm-up 40 epochs, linear decay to 2e-5).
+schedule is a warm-up (a linear ramp from 0 to the peak, or the peak held constant) followed by
+a constant, cosine or linear decay (RAE stage 2: 2e-4 held for 40 epochs, then linear decay to
+2e-5; RAE ``src/utils/optim_utils.py``, ``warmup_from_zero: false``).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ def make_schedule(
     warmup_steps: int,
     decay_steps: int,
     end_learning_rate: float,
+    warmup_from_zero: bool = True,
 ) -> optax.Schedule:
     """Warm-up then decay.
 
@@ -33,6 +35,8 @@ def make_schedule(
       decay_steps: length of the decay after warm-up (ignored by ``constant``); the rate stays
         at ``end_learning_rate`` afterwards.
       end_learning_rate: final rate of the decaying schedules.
+      warmup_from_zero: the warm-up ramps linearly from 0 (``True``) or holds the peak rate
+        (``False``: RAE's stage 2, where the "warm-up" only delays the decay).
 
     Returns:
       ``step -> learning rate``.
@@ -58,7 +62,8 @@ def make_schedule(
             raise ConfigError(f"Unknown schedule.name {name!r}; valid names: {SCHEDULES}.")
     if warmup_steps <= 0:
         return decay
-    warmup = optax.linear_schedule(0.0, peak_learning_rate, warmup_steps)
+    start = 0.0 if warmup_from_zero else peak_learning_rate
+    warmup = optax.linear_schedule(start, peak_learning_rate, warmup_steps)
     return optax.join_schedules([warmup, decay], [warmup_steps])
 
 

@@ -10,6 +10,19 @@ import numpy as np
 __all__ = ["display_uint8", "save_image_grid", "save_loss_curve"]
 
 
+def _replace_with(path: str, write) -> None:
+    """``write(temporary)`` then rename onto ``path``: readers and a run killed mid-write
+    see the old picture or the new one, never a torn PNG."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    temporary = f"{path}.tmp-{os.getpid()}"
+    try:
+        write(temporary)
+        os.replace(temporary, path)
+    finally:
+        if os.path.exists(temporary):
+            os.remove(temporary)
+
+
 def save_image_grid(
     images_uint8: np.ndarray, path: str, *, columns: int | None = None, min_cell: int = 64
 ) -> str:
@@ -47,8 +60,8 @@ def save_image_grid(
         tile = images[index].repeat(factor, axis=0).repeat(factor, axis=1)
         top, left = pad + r * cell_h, pad + c * cell_w
         canvas[top : top + height * factor, left : left + width * factor] = tile
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    Image.fromarray(canvas[..., 0] if channels == 1 else canvas).save(path)
+    picture = Image.fromarray(canvas[..., 0] if channels == 1 else canvas)
+    _replace_with(path, lambda temporary: picture.save(temporary, format="PNG"))
     return path
 
 
@@ -84,8 +97,7 @@ def save_loss_curve(records: list[dict], path: str, *, key: str = "loss") -> str
     axis.set_title(f"training {key}")
     axis.grid(alpha=0.3)
     figure.tight_layout()
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    figure.savefig(path)
+    _replace_with(path, lambda temporary: figure.savefig(temporary, format="png"))
     plt.close(figure)
     return path
 

@@ -16,8 +16,10 @@ class Progress:
       total_steps: the last step of the run.
       start_step: the step a resumed run starts from.
       batch_size: global images per step.
-      enabled: False prints nothing (hosts other than 0).
-      bar: a tqdm bar; False prints one line per `update` instead (logs, tests).
+      enabled: False hides the bar (other hosts, tests).
+      messages: print `write` lines to stderr when the bar is hidden (process 0 with
+        ``logging.progress_bar=False``: warnings must not vanish with the bar), and one
+        line per `update` in place of the bar.
     """
 
     def __init__(
@@ -27,16 +29,16 @@ class Progress:
         start_step: int,
         batch_size: int,
         enabled: bool = True,
-        bar: bool = True,
+        messages: bool = False,
     ) -> None:
         self.batch_size = batch_size
+        self.messages = messages
         self.total_steps = total_steps
-        self.enabled = enabled
         self._bar = None
         self._last_time = time.perf_counter()
         self._last_step = start_step
         self.images_per_second = 0.0
-        if enabled and bar:
+        if enabled:
             from tqdm.auto import tqdm
 
             self._bar = tqdm(
@@ -60,7 +62,7 @@ class Progress:
             if loss is not None:
                 postfix["loss"] = f"{loss:.4f}"
             self._bar.set_postfix(postfix, refresh=False)
-        elif self.enabled:
+        elif self.messages:
             shown = "" if loss is None else f" loss {loss:.4f},"
             print(
                 f"step {step}/{self.total_steps}:{shown} {self.images_per_second:.0f} img/s",
@@ -74,7 +76,7 @@ class Progress:
         """Prints a line without breaking the bar."""
         if self._bar is not None:
             self._bar.write(message, file=sys.stderr)
-        elif self.enabled:
+        elif self.messages:
             print(message, file=sys.stderr, flush=True)
 
     def close(self) -> None:

@@ -25,6 +25,7 @@ __all__ = [
     "package_versions",
     "prepare_workdir",
     "run_info",
+    "write_json_atomic",
     "write_run_files",
 ]
 
@@ -77,14 +78,36 @@ def run_info(mesh: Any = None) -> dict[str, Any]:
     return info
 
 
+def write_text_atomic(path: str, text: str) -> None:
+    """Writes ``text`` to ``path`` through a temporary file in the same folder and a rename,
+    so that a reader (or a run killed mid-write) sees the old file or the new one, never a
+    torn one (``os.replace`` is atomic within a POSIX file system)."""
+    temporary = f"{path}.tmp-{os.getpid()}"
+    try:
+        with open(temporary, "w") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    finally:
+        if os.path.exists(temporary):
+            os.remove(temporary)
+
+
+def write_json_atomic(path: str, value: Any, **dump_options: Any) -> None:
+    """`write_text_atomic` of ``json.dumps(value, indent=2, **dump_options)``."""
+    write_text_atomic(path, json.dumps(value, indent=2, **dump_options))
+
+
 def write_run_files(workdir: str, config_dict: dict, mesh: Any = None) -> None:
-    """Writes ``config.json`` and ``run_info.json`` into ``workdir`` (process 0 only)."""
+    """Writes ``config.json`` and ``run_info.json`` into ``workdir`` (process 0 only, each
+    atomically)."""
     if jax.process_index() != 0:
         return
-    with open(os.path.join(workdir, "config.json"), "w") as handle:
-        json.dump(config_dict, handle, indent=2, sort_keys=True, default=str)
-    with open(os.path.join(workdir, "run_info.json"), "w") as handle:
-        json.dump(run_info(mesh), handle, indent=2, default=str)
+    write_json_atomic(
+        os.path.join(workdir, "config.json"), config_dict, sort_keys=True, default=str
+    )
+    write_json_atomic(os.path.join(workdir, "run_info.json"), run_info(mesh), default=str)
 
 
 def prepare_workdir(workdir: str) -> str:

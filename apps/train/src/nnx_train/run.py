@@ -16,10 +16,12 @@ import numpy as np
 from flax import nnx
 from ml_collections import ConfigDict
 
+from nnx_fid.sampling import sample_in_batches
 from nnx_train import build
 from nnx_train.checkpointing import Checkpointer
 from nnx_train.data import make_source_iterator
 from nnx_train.ema import ema_name, init_ema
+from nnx_train.ema_snapshots import SnapshotWriter, check_power_ema, snapshot_directory
 from nnx_train.errors import CheckpointError, ConfigError, NonFiniteError
 from nnx_train.metrics_log import MetricsLogger
 from nnx_train.multihost import host_array, process_batch_rows
@@ -43,8 +45,8 @@ class Run:
       workdir: the run folder.
       step: restore this checkpoint step (default: the newest readable one).
       read_only: restore only (``sample`` / ``evaluate``): no run files are written, the
-        checkpoint folder is neither created nor cleaned, and a workdir without a
-        checkpoint is an error.
+        checkpoint folder is neither created nor cleaned, no EMA snapshot writer is opened,
+        and a workdir without a checkpoint is an error.
     """
 
     def __init__(
@@ -76,6 +78,7 @@ class Run:
         self.task = build.build_task(config, data_shape=self.data_shape)
         self.tx, self.schedule = build.build_optimizer(config)
         self.decays = tuple(float(d) for d in config.ema.decays)
+        self.sigma_rels = check_power_ema(config.ema)
         for section in ("samples", "eval"):
             wanted = float(config[section].ema)
             if wanted not in self.decays:
@@ -104,7 +107,7 @@ class Run:
         self._init_autoencoder()
 
     # -- state -------------------------------------------------------------------------
-    def _init_state(self, step: int | None, read_only: bool) -> None:
+    def _init_state(self, step: int | None = None, read_only: bool = False) -> None:
         import nnx_sharding as ns
 
         config, task, tx, decays = self.config, self.task, self.tx, self.decays
@@ -117,7 +120,7 @@ class Run:
                 params=params,
                 rest=rest,
                 opt_state=tx.init(params),
-                ema=init_ema(params, decays),
+                ema=init_ema(params, decays, self.sigma_rels),
                 key=jax.random.key_data(jax.random.key(config.seed)),
                 num_nonfinite=scalar(0),
             )
@@ -137,6 +140,14 @@ class Run:
             raise CheckpointError(
                 f"No checkpoint in {self.checkpointer.directory}; train first "
                 f"(uv run apps/train --workdir {self.workdir}) or pass the workdir of a run."
+            )
+        self.snapshots = None
+        if config.ema.snapshot_every_steps and not read_only:
+            self.snapshots = SnapshotWriter(
+                snapshot_directory(config.ema, directory),
+                sigma_rels=self.sigma_rels,
+                every_steps=config.ema.snapshot_every_steps,
+                async_save=config.checkpoint.async_save,
             )
         if self.checkpointer.latest_step() is not None:
             target = jax.tree.map(
@@ -171,9 +182,14 @@ class Run:
             optimizer=self.tx,
             schedule=self.schedule,
             ema_decays=self.decays,
+            ema_sigma_rels=self.sigma_rels,
         )
         self.train_step = jax.jit(step, donate_argnums=(0,), out_shardings=(self.shardings, None))
-        graphdef, frozen_graphdef, task = self.graphdef, self.frozen_graphdef, self.task
+        self.preview = self._jit_preview(self.task)
+        self._guided_previews: dict[float, object] = {}
+
+    def _jit_preview(self, task):
+        graphdef, frozen_graphdef = self.graphdef, self.frozen_graphdef
 
         def preview(params, rest, frozen_state, batch, key_data):
             model = nnx.merge(graphdef, params, rest)
@@ -182,7 +198,19 @@ class Run:
 
         # Replicated samples: every process can read them without a gather of its own.
         replicated = jax.sharding.NamedSharding(self.mesh, jax.sharding.PartitionSpec())
-        self.preview = jax.jit(preview, out_shardings=replicated)
+        return jax.jit(preview, out_shardings=replicated)
+
+    def _preview_for(self, guidance_scale: float | None):
+        """The compiled preview with ``guidance.scale`` replaced by ``guidance_scale``
+        (``None``: the configured one), built once per scale (evaluation settings)."""
+        if guidance_scale is None or guidance_scale == self.config.guidance.scale:
+            return self.preview
+        if guidance_scale not in self._guided_previews:
+            config = ConfigDict(self.config.to_dict())
+            config.guidance.scale = float(guidance_scale)
+            task = build.build_task(config, data_shape=self.data_shape)
+            self._guided_previews[guidance_scale] = self._jit_preview(task)
+        return self._guided_previews[guidance_scale]
 
     def global_batch(self, local: dict) -> dict:
         import nnx_sharding as ns
@@ -206,41 +234,54 @@ class Run:
         self.decode = lambda latents: decode(state, latents)
 
     def pixel_batches(
-        self, decay: float | None, labels: np.ndarray, *, batch_size: int, seed: int
+        self,
+        decay: float | str | None,
+        labels: np.ndarray,
+        *,
+        batch_size: int,
+        seed: int,
+        guidance_scale: float | None = None,
     ) -> Iterator[np.ndarray]:
-        """Samples of the EMA ``decay`` (``None``: the raw weights) for ``labels`` as pixel
-        batches in [-1, 1].
+        """Samples of the EMA ``decay`` (or the ``state.ema`` key ``decay``; ``None``: the raw
+        weights) for ``labels`` as
+        pixel batches in [-1, 1], guided with ``guidance_scale`` (``None``:
+        ``config.guidance.scale``).
 
-        Batches have one static size (the last is padded, then trimmed), so the sampler
-        compiles once; latents are decoded when ``autoencoder`` is set. A collective: every
+        The batches are `nnx_fid.sample_in_batches` (one static size, the last padded, then
+        trimmed), so the sampler compiles once; latents are decoded when ``autoencoder`` is set. A collective: every
         process calls it with the same arguments and gets all the samples.
         """
         import nnx_sharding as ns
 
-        params = self.state.params if decay is None else self.state.ema[ema_name(decay)]
+        if decay is None:
+            params = self.state.params
+        else:
+            params = self.state.ema[decay if isinstance(decay, str) else ema_name(decay)]
+        preview = self._preview_for(guidance_scale)
         key = jax.random.key(seed)
-        for index, start in enumerate(range(0, len(labels), batch_size)):
-            chunk = labels[start : start + batch_size]
-            batch = {"y": np.resize(chunk, batch_size).astype(np.int32)}
+
+        def sample_batch(indices: np.ndarray, batch_labels: np.ndarray) -> np.ndarray:
+            batch = {"y": batch_labels.astype(np.int32)}
             if isinstance(self.task, AutoencoderTask):  # reconstructions of fixed real images
-                records = [
-                    self.source[i % len(self.source)] for i in range(start, start + batch_size)
-                ]
-                batch["x"] = np.stack([r["x"] for r in records])
+                batch["x"] = np.stack([self.source[i % len(self.source)]["x"] for i in indices])
             with ns.activation_sharding(self.mesh, self.rules):
-                images = self.preview(
+                images = preview(
                     params,
                     self.state.rest,
                     self.frozen_state,
                     batch,
                     # Host data, the same on every process (a key on one local device
-                    # would not mix with arrays that span processes).
-                    np.asarray(jax.random.key_data(jax.random.fold_in(key, index))),
+                    # would not mix with arrays that span processes); one key per batch.
+                    np.asarray(
+                        jax.random.key_data(jax.random.fold_in(key, indices[0] // batch_size))
+                    ),
                 )
             images = host_array(images)
             if self.decode is not None:  # on this host's default device, from host memory
                 images = host_array(self.decode(images))
-            yield images[: len(chunk)]
+            return images
+
+        return sample_in_batches(sample_batch, labels, batch_size=batch_size)
 
     def write_sample_grid(self, step: int, logger: MetricsLogger) -> str | None:
         """Samples the grid on every process (a collective); process 0 writes the PNGs."""
@@ -260,8 +301,11 @@ class Run:
         )
         if not self.is_main:
             return None
-        uint8 = display_uint8(images)
         columns = self.task.num_classes if config.num_images % self.task.num_classes == 0 else None
+        if images.ndim == 5:  # clips: one row of frames per clip
+            columns = images.shape[1]
+            images = images.reshape(-1, *images.shape[2:])
+        uint8 = display_uint8(images)
         path = save_image_grid(
             uint8, os.path.join(self.workdir, f"samples_{step:08d}.png"), columns=columns
         )

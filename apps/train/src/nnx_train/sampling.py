@@ -26,7 +26,8 @@ class GuidanceSpec:
     Attributes:
       scale: guidance weight ``w`` (1 = conditional only, no second pass).
       interval: ``(t_lo, t_hi)`` where guidance applies, or ``None`` for every step.
-      guided_channels: ``None`` guides every channel; ``3`` reproduces DiT's legacy mode.
+      guided_channels: ``None`` guides every channel; ``3`` reproduces DiT / SiT (3 of 4
+        latent channels) and LightningDiT (3 of 32).
       null_label: the unconditional label (``num_classes``).
     """
 

@@ -11,9 +11,11 @@ from ml_collections import ConfigDict
 
 __all__ = [
     "arrayrecord_data",
+    "ddpm_objective",
     "digits_data",
     "dinov2_encoder",
     "edm2_objective",
+    "edm_objective",
     "imagefolder_data",
     "interpolant_objective",
     "latent_data",
@@ -29,6 +31,44 @@ def digits_data(*, holdout_fraction: float = 0.15, split_seed: int = 0) -> Confi
     """scikit-learn digits, 8x8x1, 10 classes, stratified held-out split."""
     return ConfigDict(
         {"name": "digits", "holdout_fraction": holdout_fraction, "split_seed": split_seed}
+    )
+
+
+def moving_digits_data(
+    *,
+    num_frames: int = 4,
+    frame_size: int = 16,
+    motions_per_digit: int = 8,
+    holdout_fraction: float = 0.15,
+    split_seed: int = 0,
+    seed: int = 0,
+) -> ConfigDict:
+    """Clips of a digit bouncing in a ``frame_size`` square (`nnx_train.data.MovingDigitsSource`)."""
+    return ConfigDict(
+        {
+            "name": "moving_digits",
+            "num_frames": num_frames,
+            "frame_size": frame_size,
+            "motions_per_digit": motions_per_digit,
+            "holdout_fraction": holdout_fraction,
+            "split_seed": split_seed,
+            "seed": seed,
+        }
+    )
+
+
+def diffusion_forcing_objective(
+    *, class_dropout: float = 0.1, rollout_frames: int = 8, pyramid_stride: int = 0
+) -> ConfigDict:
+    """Diffusion Forcing (nnx_objectives.DiffusionForcingObjective) + class dropout; samples
+    ``rollout_frames`` frames, the first window along a pyramid of ``pyramid_stride``."""
+    return ConfigDict(
+        {
+            "name": "diffusion_forcing",
+            "class_dropout": class_dropout,
+            "rollout_frames": rollout_frames,
+            "pyramid_stride": pyramid_stride,
+        }
     )
 
 
@@ -48,15 +88,26 @@ def synthetic_data(
 
 
 def latent_data(
-    *, path: str = "", num_classes: int = 1000, posterior: str = "mean_std"
+    *,
+    path: str = "",
+    num_classes: int = 1000,
+    posterior: str = "mean_std",
+    horizontal_flip: bool = False,
 ) -> ConfigDict:
     """EDM2-format latents (``tools/extract_latents.py``); see `nnx_train.data.LatentSource`.
 
     Their normalisation ``(z - shift) * scale`` is ``config.autoencoder.shift/scale``: one
-    value for reading the data and for decoding samples.
+    value for reading the data and for decoding samples. ``horizontal_flip`` reads the stored
+    latent of the flipped image with probability 1/2 (a dataset extracted with ``--flip``).
     """
     return ConfigDict(
-        {"name": "latents", "path": path, "num_classes": num_classes, "posterior": posterior}
+        {
+            "name": "latents",
+            "path": path,
+            "num_classes": num_classes,
+            "posterior": posterior,
+            "horizontal_flip": horizontal_flip,
+        }
     )
 
 
@@ -142,24 +193,28 @@ def webdataset_data(
     )
 
 
+def time_distribution(name: str = "uniform", *, mean: float = 0.0, std: float = 1.0) -> dict:
+    """The training-time law, one constructor of nnx-objectives: ``"uniform"``
+    (`UniformTime`) or ``"logit_normal"`` (`LogitNormalTime(mean, std)`: t = sigmoid(N(mean,
+    std^2)), Esser et al. 2024, eq. 19); ``mean`` / ``std`` are read by logit_normal only."""
+    return {"name": name, "mean": mean, "std": std}
+
+
 def interpolant_objective(
     *,
     path: str = "linear",
     prediction: str = "velocity",
-    time_distribution: str = "uniform",
-    time_mean: float = 0.0,
-    time_std: float = 1.0,
+    times: dict | None = None,
     class_dropout: float = 0.1,
 ) -> ConfigDict:
-    """SiT's interpolant objective (nnx_objectives.InterpolantObjective) + class dropout."""
+    """SiT's interpolant objective (nnx_objectives.InterpolantObjective) + class dropout;
+    ``times`` is a `time_distribution` section (default uniform)."""
     return ConfigDict(
         {
             "name": "interpolant",
             "path": path,
             "prediction": prediction,
-            "time_distribution": time_distribution,
-            "time_mean": time_mean,
-            "time_std": time_std,
+            "time_distribution": times or time_distribution(),
             "class_dropout": class_dropout,
         }
     )
@@ -167,23 +222,28 @@ def interpolant_objective(
 
 def meanflow_objective(
     *,
-    time_mean: float = -0.4,
-    time_std: float = 1.0,
+    times: dict | None = None,
     equal_times_fraction: float = 0.75,
     adaptive_power: float = 1.0,
     adaptive_constant: float = 0.01,
     omega: float = 1.0,
-    kappa: float = 0.0,
+    kappa: float = 0.5,
     guidance_t_min: float = 0.0,
     guidance_t_max: float = 1.0,
     class_dropout: float = 0.1,
+    drop_placement: str = "first_rows",
 ) -> ConfigDict:
-    """MeanFlow (nnx_objectives.MeanFlowObjective) with CFG folded into training."""
+    """MeanFlow (nnx_objectives.MeanFlowObjective) with CFG folded into training; ``times``
+    is a logit-normal `time_distribution` section (default MeanFlow's mean -0.4, std 1.0).
+
+    Defaults are the official ones (Gsunshine/meanflow ``meanflow.py``); ``drop_placement``
+    ``"first_rows"`` drops the labels of the leading rows (those with ``r = t``) as the
+    official code does, ``"independent"`` drops each row on its own.
+    """
     return ConfigDict(
         {
             "name": "meanflow",
-            "time_mean": time_mean,
-            "time_std": time_std,
+            "time_distribution": times or time_distribution("logit_normal", mean=-0.4, std=1.0),
             "equal_times_fraction": equal_times_fraction,
             "adaptive_power": adaptive_power,
             "adaptive_constant": adaptive_constant,
@@ -192,6 +252,7 @@ def meanflow_objective(
             "guidance_t_min": guidance_t_min,
             "guidance_t_max": guidance_t_max,
             "class_dropout": class_dropout,
+            "drop_placement": drop_placement,
         }
     )
 
@@ -225,6 +286,28 @@ def dinov2_encoder(
     )
 
 
+def ddpm_objective(
+    *,
+    num_train_steps: int = 1000,
+    beta_start: float = 1e-4,
+    beta_end: float = 0.02,
+    vlb_weight: float = 1.0,
+    class_dropout: float = 0.1,
+) -> ConfigDict:
+    """DiT's DDPM (nnx_objectives.ImprovedDDPMObjective on nnx_samplers.DDPMSchedule):
+    linear betas, epsilon plus learned variance, hybrid loss; class dropout."""
+    return ConfigDict(
+        {
+            "name": "ddpm",
+            "num_train_steps": num_train_steps,
+            "beta_start": beta_start,
+            "beta_end": beta_end,
+            "vlb_weight": vlb_weight,
+            "class_dropout": class_dropout,
+        }
+    )
+
+
 def repa_objective(
     *, depth: int = 8, coefficient: float = 0.5, projector_width: int = 2048, encoder=None
 ) -> ConfigDict:
@@ -253,6 +336,13 @@ def rae_decoder_objective(
             else dinov2_encoder(num_register_tokens=4, final_norm_affine=False),
         }
     )
+
+
+def edm_objective(
+    *, P_mean: float = -1.2, P_std: float = 1.2, sigma_data: float = 0.5
+) -> ConfigDict:
+    """EDM (Karras et al. 2022): preconditioning, ``ln sigma ~ N(P_mean, P_std^2)``, Table 1 loss."""
+    return ConfigDict({"name": "edm", "P_mean": P_mean, "P_std": P_std, "sigma_data": sigma_data})
 
 
 def edm2_objective(

@@ -24,11 +24,21 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import nnx
 
 from nnx_nets import IMAGENET_MEAN, IMAGENET_STD
 
-__all__ = ["AutoencoderTask", "FrozenModules", "GeneratorTask", "Task", "pixels_to_float"]
+__all__ = [
+    "AutoencoderTask",
+    "FrozenModules",
+    "GeneratorTask",
+    "Task",
+    "encoder_input",
+    "pixels_to_float",
+    "resize_bicubic_torch",
+    "torch_bicubic_matrix",
+]
 
 
 class FrozenModules(nnx.Module):
@@ -117,20 +127,78 @@ def generator_loss(objective: Callable) -> Callable[..., tuple[jax.Array, dict]]
     return loss_fn
 
 
-def encoder_input(images: jax.Array, resolution: int, *, antialias: bool) -> jax.Array:
-    """[-1, 1] RGB images -> the input of a DINOv2 encoder.
+def _torch_cubic_weights(frac: np.float32) -> list[np.float32]:
+    """Keys' cubic (``a = -0.75``) at the four taps, in float32 as PyTorch's
+    ``get_cubic_upsample_coefficients`` (``aten/src/ATen/native/UpSample.h``)."""
+    a, one = np.float32(-0.75), np.float32(1.0)
 
-    ``[0, 1]``, bicubic resize to ``resolution`` (REPA: 224 for 256-px images, with
-    antialias; RAE: without, ``'bicubic-pytorch'``, RAE ``src/stage1/rae.py``), ImageNet mean/std.
-    Grey images are repeated to three channels.
+    def near(x):
+        return ((a + 2) * x - (a + 3)) * x * x + one
+
+    def far(x):
+        return ((a * x - 5 * a) * x + 8 * a) * x - 4 * a
+
+    return [far(frac + one), near(frac), near(one - frac), far(one - frac + one)]
+
+
+def torch_bicubic_matrix(in_size: int, out_size: int) -> np.ndarray:
+    """``(out_size, in_size)`` weights of PyTorch's bicubic resize along one axis.
+
+    Source coordinate ``(i + 1/2) * in / out - 1/2`` and weights in float32, the taps
+    ``floor - 1 .. floor + 2`` clamped to the border, as PyTorch's CPU kernel computes them
+    (``area_pixel_compute_source_index``, ``align_corners=False``, no antialias).
+    """
+    matrix = np.zeros((out_size, in_size), np.float32)
+    scale = np.float32(in_size) / np.float32(out_size)
+    for i in range(out_size):
+        source = scale * (np.float32(i) + np.float32(0.5)) - np.float32(0.5)
+        floor = int(np.floor(source))
+        frac = np.clip(source - np.float32(floor), np.float32(0.0), np.float32(1.0))
+        for j, weight in enumerate(_torch_cubic_weights(frac)):
+            matrix[i, min(max(floor - 1 + j, 0), in_size - 1)] += weight
+    return matrix
+
+
+def resize_bicubic_torch(images: jax.Array, size: int) -> jax.Array:
+    """PyTorch's ``F.interpolate(x, size, mode="bicubic", align_corners=False)``, NHWC.
+
+    No antialias; Keys' cubic with ``a = -0.75`` on the four neighbours of each source
+    coordinate, indices clamped at the border, values not clamped. Separable: one
+    ``(size, H)`` and one ``(size, W)`` matrix (`torch_bicubic_matrix`, built on the host from
+    the static shapes) applied in float32 at HIGHEST precision.
+
+    Args:
+      images: ``(B, H, W, C)`` float.
+      size: output side.
+
+    Returns:
+      ``(B, size, size, C)`` float32.
+    """
+    rows = jnp.asarray(torch_bicubic_matrix(images.shape[1], size))
+    cols = jnp.asarray(torch_bicubic_matrix(images.shape[2], size))
+    return jnp.einsum(
+        "hi,wj,bijc->bhwc",
+        rows,
+        cols,
+        images.astype(jnp.float32),
+        precision=jax.lax.Precision.HIGHEST,
+    )
+
+
+def encoder_input(images: jax.Array, resolution: int) -> jax.Array:
+    """[-1, 1] RGB images ``(B, H, W, 3 or 1)`` -> the input of a DINOv2 encoder
+    ``(B, resolution, resolution, 3)``.
+
+    ``[0, 1]``, then `resize_bicubic_torch` to ``resolution`` (224 for 256-px images) as both
+    REPA (``train.py``, ``preprocess_raw_image``: ``F.interpolate(x, 224, mode='bicubic')``)
+    and RAE (``src/stage1/rae.py``) do: PyTorch bicubic, ``a = -0.75``, no antialias. Then
+    ImageNet mean/std. Grey images are repeated to three channels.
     """
     x = (images.astype(jnp.float32) + 1.0) / 2.0
     if x.shape[-1] == 1:
         x = jnp.repeat(x, 3, axis=-1)
     if x.shape[1:3] != (resolution, resolution):
-        x = jax.image.resize(
-            x, (x.shape[0], resolution, resolution, x.shape[-1]), "cubic", antialias=antialias
-        )
+        x = resize_bicubic_torch(x, resolution)
     return (x - jnp.asarray(IMAGENET_MEAN)) / jnp.asarray(IMAGENET_STD)
 
 
@@ -161,7 +229,7 @@ class REPAWithFrozenEncoder:
         from nnx_objectives import REPAObjective
 
         def encoder(pixels):
-            inputs = encoder_input(pixels, self.encoder_resolution, antialias=True)
+            inputs = encoder_input(pixels, self.encoder_resolution)
             return representation(inputs)["patch_tokens"]
 
         objective = REPAObjective(encoder=encoder, coefficient=self.coefficient, flow=self.flow)
@@ -210,7 +278,7 @@ class RAEStage1:
     encoder_resolution: int
 
     def tokens(self, frozen: FrozenModules, pixels: jax.Array) -> jax.Array:
-        inputs = encoder_input(pixels, self.encoder_resolution, antialias=False)
+        inputs = encoder_input(pixels, self.encoder_resolution)
         tokens = representation_tokens(frozen.representation, inputs)
         side = int(round(tokens.shape[1] ** 0.5))
         return jax.lax.stop_gradient(tokens.reshape(tokens.shape[0], side, side, tokens.shape[-1]))

@@ -12,7 +12,6 @@ are left to process 0.
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import time
 from typing import Any
@@ -25,9 +24,12 @@ from nnx_train.evaluation import build_evaluator, evaluate
 from nnx_train.metrics_log import MetricsLogger, read_jsonl
 from nnx_train.multihost import barrier, start_distributed
 from nnx_train.pictures import save_loss_curve
+from nnx_train.preemption import Preempted, PreemptionWatch
 from nnx_train.progress import Progress
-from nnx_train.provenance import prepare_workdir
+from nnx_train.provenance import prepare_workdir, write_json_atomic
 from nnx_train.run import Run, check_nonfinite
+from nnx_train.validation import validate_config
+from nnx_train.workdir_lock import WorkdirLock
 
 __all__ = ["prepare_workdir", "train"]
 
@@ -45,15 +47,20 @@ class _Loop:
     step: int
     wall_start: float
     setup_seconds: float
+    preemption: PreemptionWatch
     first_step_seconds: float | None = None
     train_seconds: float = 0.0
     last_eval: dict = dataclasses.field(default_factory=dict)
 
 
-def _start(config: ConfigDict, workdir: str, stop_after: int | None, wall_start: float) -> _Loop:
-    """Joins the other processes, builds (or restores) the run and opens its logs."""
-    start_distributed(config.distributed)  # before anything touches a device
-    workdir = prepare_workdir(workdir)
+def _start(
+    config: ConfigDict,
+    workdir: str,
+    stop_after: int | None,
+    wall_start: float,
+    preemption: PreemptionWatch,
+) -> _Loop:
+    """Builds (or restores) the run in the (locked) ``workdir`` and opens its logs."""
     run = Run(config, workdir)
     evaluator = build_evaluator(config)
     run.compile()
@@ -72,8 +79,8 @@ def _start(config: ConfigDict, workdir: str, stop_after: int | None, wall_start:
         total_steps=cfg.num_steps,
         start_step=start_step,
         batch_size=cfg.batch_size,
-        enabled=run.is_main,
-        bar=config.logging.progress_bar,
+        enabled=run.is_main and config.logging.progress_bar,
+        messages=run.is_main,
     )
     progress.write(start_line(run, last_step))
     return _Loop(
@@ -86,6 +93,7 @@ def _start(config: ConfigDict, workdir: str, stop_after: int | None, wall_start:
         step=start_step,
         wall_start=wall_start,
         setup_seconds=time.perf_counter() - wall_start,
+        preemption=preemption,
     )
 
 
@@ -131,6 +139,8 @@ def _after_step(loop: _Loop, pending: list[dict]) -> list[dict]:
     every = config.checkpoint.every_steps
     if (every and step % every == 0) or step == loop.last_step:
         run.checkpointer.save(run.state, run.iterator)
+    if run.snapshots is not None:  # EDM2 keeps a snapshot at the end of training too
+        run.snapshots.maybe_save(run.state, step, final=step == config.train.num_steps)
     if config.samples.every_steps and step % config.samples.every_steps == 0:
         run.write_sample_grid(step, loop.logger)
     if (
@@ -152,6 +162,8 @@ def _run_steps(loop: _Loop) -> None:
     if loop.step < loop.last_step:
         loop.progress.write(f"compiling the training step ({run.config.model.name}, jax.jit)...")
     try:
+        if loop.preemption.pending():  # SIGTERM while building: the checkpoint is current
+            raise Preempted(None)
         with ns.activation_sharding(run.mesh, run.rules):
             while loop.step < loop.last_step:
                 batch = run.global_batch(next(run.iterator))
@@ -167,9 +179,15 @@ def _run_steps(loop: _Loop) -> None:
                 pending.append(metrics)
                 loop.step += 1
                 pending = _after_step(loop, pending)
+                if loop.preemption.requested(loop.step):
+                    run.checkpointer.save(run.state, run.iterator)  # no-op if already saved
+                    run.checkpointer.wait()
+                    raise Preempted(loop.step)
     finally:
         loop.progress.close()
         run.checkpointer.wait()
+        if run.snapshots is not None:
+            run.snapshots.wait()
     loop.train_seconds = time.perf_counter() - loop_start
 
 
@@ -189,6 +207,8 @@ def _finish(loop: _Loop) -> dict:
         * config.train.batch_size
         / max(loop.train_seconds, 1e-9),
     }
+    if loop.preemption.pending():  # the final checkpoint is saved: evaluate on resume
+        raise Preempted(None)
     if finished:  # collectives: every process samples and evaluates
         run.write_sample_grid(step, loop.logger)
         every = config.eval.every_steps
@@ -199,10 +219,11 @@ def _finish(loop: _Loop) -> dict:
     final.update(loop.last_eval)
     final["wall_seconds"] = time.perf_counter() - loop.wall_start
     if run.is_main:
-        with open(os.path.join(run.workdir, "metrics.json"), "w") as handle:
-            json.dump(final, handle, indent=2, default=float)
+        write_json_atomic(os.path.join(run.workdir, "metrics.json"), final, default=float)
     loop.logger.close()
     run.checkpointer.close()
+    if run.snapshots is not None:
+        run.snapshots.close()
     barrier("nnx_train:end")  # no process leaves while another still writes or gathers
     return final
 
@@ -218,7 +239,29 @@ def train(config: ConfigDict, workdir: str, *, stop_after: int | None = None) ->
 
     Returns:
       The final metrics written to ``workdir/metrics.json``.
+
+    Raises:
+      TrainError: bad input (one line, printed by the command line).
+      Preempted: SIGTERM; the state at the step reached is saved (`nnx_train.preemption`).
     """
-    loop = _start(config, workdir, stop_after, time.perf_counter())
-    _run_steps(loop)
-    return _finish(loop)
+    wall_start = time.perf_counter()
+    start_distributed(config.distributed)  # before anything touches a device
+    validate_config(config)  # before anything is built or written
+    workdir = prepare_workdir(workdir)
+    lock = WorkdirLock(workdir)
+    lock.acquire()  # before anything is written or cleaned up in the workdir
+    preemption = PreemptionWatch()
+    preemption.install()
+    loop = None
+    try:
+        loop = _start(config, workdir, stop_after, wall_start, preemption)
+        _run_steps(loop)
+        return _finish(loop)
+    except Preempted:
+        if loop is not None:
+            loop.logger.close()
+            loop.run.checkpointer.close()
+        raise
+    finally:
+        preemption.uninstall()
+        lock.release()

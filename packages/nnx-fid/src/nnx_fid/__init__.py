@@ -38,7 +38,7 @@ from nnx_fid.precision_recall import manifold_radii, precision_recall
 from nnx_fid.preprocess import FRONT_ENDS, dinov2_preprocess, inception_preprocess
 from nnx_fid.provenance import git_commit, package_versions
 from nnx_fid.resize import RESIZE_MODES, interpolation_matrix, resize_bilinear
-from nnx_fid.sampling import balanced_labels, generate_samples
+from nnx_fid.sampling import balanced_labels, generate_samples, padded_batches, sample_in_batches
 from nnx_fid.statistics import GaussianStats, StatsAccumulator
 from nnx_fid.stats_io import (
     ReferenceStats,
@@ -83,6 +83,8 @@ __all__ = [
     "frechet_distance_sqrtm",
     "from_uint8",
     "generate_samples",
+    "padded_batches",
+    "sample_in_batches",
     "inception_preprocess",
     "inception_rules",
     "inception_score",

@@ -74,12 +74,7 @@ def compute_metrics(
         "recall": None,
         "fd_dinov2": None,
     }
-    pairs = (("fid", "pool", reference.fid), ("sfid", "spatial", reference.sfid))
-    for metric, key, stored in pairs:
-        ref = _reference_stats(stored, reference_features, key)
-        if ref is not None and key in sample_features:
-            ours = GaussianStats.from_features(sample_features[key])
-            result[metric] = frechet_distance(ours.mu, ours.sigma, ref.mu, ref.sigma)
+    result.update(_frechet_metrics(sample_features, reference, reference_features))
     if "logits" in sample_features:
         probabilities = softmax_probabilities(sample_features["logits"])
         result["inception_score"] = inception_score(probabilities, split_size=split_size)
@@ -93,10 +88,28 @@ def compute_metrics(
         )
         result["precision"], result["recall"] = precision, recall
         result["num_reference_images"] = int(reference_features["pool"].shape[0])
-    if reference.fd_dinov2 is not None and "dinov2" in sample_features:
-        ours = GaussianStats.from_features(sample_features["dinov2"])
-        ref = reference.fd_dinov2
-        result["fd_dinov2"] = frechet_distance(ours.mu, ours.sigma, ref.mu, ref.sigma)
+    return result
+
+
+def _frechet_metrics(
+    sample_features: Mapping[str, np.ndarray],
+    reference: ReferenceStats,
+    reference_features: Mapping[str, np.ndarray] | None,
+) -> dict:
+    """FID (pool), sFID (spatial) and FD-DINOv2, for each feature both sides have."""
+    result = {}
+    pairs = (
+        ("fid", "pool", reference.fid),
+        ("sfid", "spatial", reference.sfid),
+        ("fd_dinov2", "dinov2", reference.fd_dinov2),
+    )
+    for metric, key, stored in pairs:
+        # DINOv2 statistics come only from the file; Inception ones also from its images.
+        features = reference_features if metric != "fd_dinov2" else None
+        ref = _reference_stats(stored, features, key)
+        if ref is not None and key in sample_features:
+            ours = GaussianStats.from_features(sample_features[key])
+            result[metric] = frechet_distance(ours.mu, ours.sigma, ref.mu, ref.sigma)
     return result
 
 

@@ -1,4 +1,11 @@
-"""The evaluation sampling loop: class-balanced labels, device-sharded batches, deterministic.
+"""The sampling loop of every app and tool: fixed-size batches, class-balanced labels, deterministic.
+
+`sample_in_batches` is the one loop: it walks a list of global sample indices in batches of
+one static size (the last batch padded by repeating its last index, the padded rows dropped),
+so a jitted sampler compiles once; the caller's ``sample_batch(indices, labels)`` decides where
+each sample's noise comes from (per index, or per batch number: ``indices[0] // batch_size``).
+`generate_samples` (FID evaluation), apps/train's pictures and evaluation
+(``nnx_train.run.Run.pixel_batches``) and apps/rae_eval's resumable shards all run it.
 
 Random labels cost about 0.1 FID against class-balanced ones (reported upstream; not
 re-measured here), so labels are balanced: every class appears ``N // C`` times, and the
@@ -12,8 +19,7 @@ generator's uint8 output is gathered to the host.
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import jax
 import numpy as np
@@ -23,6 +29,7 @@ from tqdm.auto import tqdm
 from nnx_fid.images import check_uint8_images
 
 Generate = Callable[[jax.Array, jax.Array], jax.Array]
+SampleBatch = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
 
 def balanced_labels(num_samples: int, num_classes: int, *, seed: int) -> np.ndarray:
@@ -44,6 +51,59 @@ def balanced_labels(num_samples: int, num_classes: int, *, seed: int) -> np.ndar
         [np.tile(np.arange(num_classes), rounds), rng.permutation(num_classes)[:extra]]
     )
     return rng.permutation(labels).astype(np.int32)
+
+
+def padded_batches(indices: np.ndarray, batch_size: int) -> Iterator[tuple[np.ndarray, int]]:
+    """Splits ``indices`` into batches of exactly ``batch_size`` rows.
+
+    Args:
+      indices: ``(N,)`` global sample indices, in order.
+      batch_size: rows per batch (positive).
+
+    Yields:
+      ``(padded (batch_size,) int64, count)``: the last batch repeats its last index to fill
+      the static size; only its first ``count`` rows are real.
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be positive, got {batch_size}")
+    indices = np.asarray(indices, np.int64)
+    for offset in range(0, indices.size, batch_size):
+        batch = indices[offset : offset + batch_size]
+        count = batch.size
+        yield np.concatenate([batch, np.repeat(batch[-1:], batch_size - count)]), count
+
+
+def sample_in_batches(
+    sample_batch: SampleBatch,
+    labels: np.ndarray,
+    *,
+    batch_size: int,
+    indices: np.ndarray | None = None,
+    bar: tqdm | None = None,
+) -> Iterator[np.ndarray]:
+    """Runs ``sample_batch`` over ``indices`` in fixed-size batches; yields the real rows.
+
+    Args:
+      sample_batch: ``(indices (B,) int64, labels (B,) int32) -> (B, ...)`` host array, called
+        with exactly ``batch_size`` rows; must be deterministic in its arguments.
+      labels: ``(num_samples,)`` int32 label of every global sample index.
+      batch_size: the static batch size (the global batch on a mesh).
+      indices: the global indices to sample (default: all of ``labels``, in order).
+      bar: an open progress bar advanced by the number of real rows of each batch.
+
+    Yields:
+      ``(count, ...)`` arrays: the outputs for consecutive slices of ``indices``.
+    """
+    labels = np.asarray(labels)
+    if indices is None:
+        indices = np.arange(labels.shape[0])
+    for padded, count in padded_batches(indices, batch_size):
+        out = np.asarray(sample_batch(padded, labels[padded]))
+        if out.shape[0] != batch_size:
+            raise ValueError(f"sample_batch returned {out.shape[0]} rows for {batch_size} labels")
+        if bar is not None:
+            bar.update(count)
+        yield out[:count]
 
 
 def _gather(array: jax.Array) -> np.ndarray:
@@ -96,21 +156,14 @@ def generate_samples(
             )
         sharding = NamedSharding(mesh, PartitionSpec(data_axis))
     labels = balanced_labels(num_samples, num_classes, seed=seed)
-    num_batches = math.ceil(num_samples / batch_size)
-    padded = np.resize(labels, num_batches * batch_size)  # repeats labels cyclically
     base_key = jax.random.PRNGKey(seed)
-    images = []
+
+    def sample_batch(indices: np.ndarray, batch_labels: np.ndarray) -> np.ndarray:
+        key = jax.random.fold_in(base_key, int(indices[0]) // batch_size)  # the batch number
+        batch = _gather(generate(key, jax.device_put(batch_labels.astype(np.int32), sharding)))
+        check_uint8_images(batch, name="generate(key, labels) output")
+        return batch
+
     with tqdm(total=num_samples, disable=not progress, desc="sampling", unit="img") as bar:
-        for index in range(num_batches):
-            batch_labels = padded[index * batch_size : (index + 1) * batch_size]
-            device_labels = jax.device_put(batch_labels, sharding)
-            batch = _gather(generate(jax.random.fold_in(base_key, index), device_labels))
-            check_uint8_images(batch, name="generate(key, labels) output")
-            if batch.shape[0] != batch_size:
-                raise ValueError(
-                    f"generate returned {batch.shape[0]} images for {batch_size} labels"
-                )
-            keep = min(batch_size, num_samples - index * batch_size)
-            images.append(batch[:keep])
-            bar.update(keep)
+        images = list(sample_in_batches(sample_batch, labels, batch_size=batch_size, bar=bar))
     return np.concatenate(images), labels

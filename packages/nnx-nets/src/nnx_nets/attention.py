@@ -4,7 +4,11 @@ softmax(q k^T / sqrt(d_head)) v (Vaswani et al. 2017, eq. 1). Queries, keys and 
 are separate projections (checkpoints with a fused ``qkv`` weight are split by the
 conversion specs), so that each one carries the ``heads`` logical axis cleanly. Logits
 and softmax are float32 inside ``jax.nn.dot_product_attention`` whatever the compute
-dtype; it also dispatches to fused kernels where the platform has them.
+dtype. The implementation is chosen by the backend (`attention_implementation`): cuDNN's
+fused flash attention (Dao 2023) on a GPU when the inputs are bfloat16 / float16 and the head
+width is one cuDNN takes, the XLA einsum-softmax-einsum path elsewhere (CPU, TPU, float32).
+On CPU this is the same computation as before: the float32 policy's outputs are bitwise
+unchanged (``tests/test_precision.py``).
 
 Context parallelism (sequence sharding) gathers keys and values: queries stay split along the
 token axis (``("batch", "seq", "heads", None)``) while keys and values are constrained to the
@@ -28,6 +32,15 @@ from nnx_nets.activation_axes import constrain_activation
 from nnx_nets.initializers import xavier_uniform
 from nnx_nets.norms import RMSNorm
 from nnx_nets.rope import apply_rope
+
+_CUDNN_DTYPES = (jnp.bfloat16, jnp.float16)
+
+
+def attention_implementation(dtype: jnp.dtype, head_dim: int) -> str:
+    """``"cudnn"`` on a GPU for half-precision inputs with ``head_dim <= 128`` divisible by 8
+    (cuDNN flash attention's constraints), else ``"xla"``."""
+    cudnn_ok = jnp.dtype(dtype) in _CUDNN_DTYPES and head_dim <= 128 and head_dim % 8 == 0
+    return "cudnn" if cudnn_ok and jax.default_backend() == "gpu" else "xla"
 
 
 def _projection(in_features: int, out_features: int, axes, *, bias, dtype, rngs) -> nnx.Linear:
@@ -81,9 +94,14 @@ class SelfAttention(nnx.Module):
         self.k_norm = RMSNorm(self.head_dim, rngs=rngs) if qk_norm else None
 
     def __call__(
-        self, x: jax.Array, rope: tuple[np.ndarray, np.ndarray] | None = None
+        self,
+        x: jax.Array,
+        rope: tuple[np.ndarray, np.ndarray] | None = None,
+        *,
+        is_causal: bool = False,
     ) -> jax.Array:
-        """Attend over ``x: (B, N, D)``; ``rope`` is ``(cos, sin)`` of shape ``(N, head_dim)``.
+        """Attend over ``x: (B, N, D)``; ``rope`` is ``(cos, sin)`` of shape ``(N, head_dim)``;
+        ``is_causal`` lets token ``i`` see tokens ``j <= i`` only (a video's temporal mask).
 
         Returns ``(B, N, D)`` in the compute dtype.
         """
@@ -100,6 +118,9 @@ class SelfAttention(nnx.Module):
         # Full key / value sequences on every device of a sequence group (the all-gather).
         k = constrain_activation(k, ("batch", None, "heads", None))
         v = constrain_activation(v, ("batch", None, "heads", None))
-        out = jax.nn.dot_product_attention(q, k, v)
+        implementation = attention_implementation(q.dtype, self.head_dim)
+        out = jax.nn.dot_product_attention(
+            q, k, v, is_causal=is_causal, implementation=implementation
+        )
         out = constrain_activation(out.reshape(batch, tokens, -1), ("batch", "seq", "heads"))
         return self.out(out)

@@ -1,11 +1,13 @@
-"""Run a list of identical transformer blocks: unrolled or scanned, with optional remat.
+"""Run a list of identical transformer blocks: unrolled or scanned, with a remat policy.
 
 Blocks are always *stored* as an ``nnx.List`` (paths ``blocks.{i}.…``), so checkpoints,
 conversion specs and logical-axis metadata do not depend on how the blocks are run.
 With ``scan=True`` the per-block states are stacked at call time and the blocks run
 under one ``jax.lax.scan``: one block is traced and compiled instead of ``depth``, and
-together with ``remat=True`` only the residual stream between blocks is kept for the
+together with ``remat="full"`` only the residual stream between blocks is kept for the
 backward pass (measured on a 2-core CPU: 26 GB -> 3.45 GB for DiT-S/2 at 32x32x4, batch 128).
+``remat`` is a policy of `nnx_nets.precision.REMAT_POLICIES` ("none", "dots_saveable",
+"full"; a bool means "full" / "none").
 
 The residual stream is constrained to ``("batch", "seq", "embed")`` on entry and after every
 block (identity outside a sharding context, see `nnx_nets.activation_axes`): under sequence
@@ -21,6 +23,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from nnx_nets.activation_axes import constrain_tokens
+from nnx_nets.precision import RematPolicy, checkpointed, remat_policy
 
 
 def run_blocks(
@@ -29,7 +32,7 @@ def run_blocks(
     *args: jax.Array,
     rope=None,
     scan: bool = False,
-    remat: bool = False,
+    remat: RematPolicy | bool = False,
     return_features: bool = False,
 ) -> tuple[jax.Array, list[jax.Array]]:
     """Apply ``x = block(x, *args, rope=rope)`` for every block in order.
@@ -40,7 +43,8 @@ def run_blocks(
       *args: per-call inputs shared by every block (the condition).
       rope: optional fixed ``(cos, sin)`` tables, passed to every block.
       scan: run under ``jax.lax.scan`` over stacked block states.
-      remat: rematerialise each block's activations in the backward pass.
+      remat: what each block keeps for the backward pass ("none", "dots_saveable",
+        "full"; True = "full").
       return_features: also return the residual stream after every block.
 
     Returns:
@@ -49,7 +53,8 @@ def run_blocks(
     x = constrain_tokens(x)
     if not blocks:
         return x, []
-    if not scan and not remat:
+    remat = remat_policy(remat)
+    if not scan and remat == "none":
         features = []
         for block in blocks:
             x = constrain_tokens(block(x, *args, rope=rope))
@@ -62,8 +67,7 @@ def run_blocks(
     def apply(state, x, *args):
         return constrain_tokens(nnx.merge(graphdef, state)(x, *args, rope=rope))
 
-    if remat:
-        apply = jax.checkpoint(apply)
+    apply = checkpointed(apply, remat)
     states = [nnx.split(block)[1] for block in blocks]
     if not scan:
         features = []

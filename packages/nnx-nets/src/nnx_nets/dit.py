@@ -31,6 +31,7 @@ from nnx_nets.patch_transformer import (
     check_inputs,
     make_time_embedder,
 )
+from nnx_nets.precision import Precision, RematPolicy, resolve_precision
 
 __all__ = ["DIT_PRESETS", "DiT", "DiTBlock", "DiTFinalLayer", "check_inputs", "dit_from_preset"]
 
@@ -61,7 +62,7 @@ class DiTBlock(nnx.Module):
       hidden_size: width ``D``.
       num_heads: attention heads.
       mlp_ratio: MLP width / ``D``.
-      dtype: compute dtype.
+      precision: the dtype policy (its ``compute_dtype`` for the matmuls).
       rngs: initialisation.
     """
 
@@ -71,15 +72,16 @@ class DiTBlock(nnx.Module):
         num_heads: int,
         *,
         mlp_ratio: float = 4.0,
-        dtype: jnp.dtype = jnp.float32,
+        precision: Precision | str = "float32",
         rngs: nnx.Rngs,
     ) -> None:
+        dtype = resolve_precision(precision).compute_dtype
         self.attn = SelfAttention(hidden_size, num_heads, dtype=dtype, rngs=rngs)
         self.mlp = Mlp(hidden_size, int(hidden_size * mlp_ratio), dtype=dtype, rngs=rngs)
         self.adaln = AdaLNModulation(hidden_size, 6, dtype=dtype, rngs=rngs)
 
     def __call__(self, x: jax.Array, c: jax.Array, *, rope=None) -> jax.Array:
-        """``x: (B, N, D)`` float32 residual stream, ``c: (B, D)`` -> ``(B, N, D)`` float32."""
+        """``x: (B, N, D)`` residual stream, ``c: (B, D)`` -> ``(B, N, D)`` in the dtype of ``x``."""
         del rope
         shift1, scale1, gate1, shift2, scale2, gate2 = self.adaln(c)
         h = modulate(layer_norm(x, eps=_NORM_EPS).astype(c.dtype), shift1, scale1)
@@ -95,7 +97,7 @@ class DiTFinalLayer(nnx.Module):
       hidden_size: width ``D``.
       out_features: ``p * p * C_out``.
       cond_size: width of the condition (defaults to ``hidden_size``).
-      dtype: compute dtype.
+      precision: the dtype policy (its ``compute_dtype`` for the matmuls; output float32).
       rngs: initialisation.
     """
 
@@ -105,9 +107,10 @@ class DiTFinalLayer(nnx.Module):
         out_features: int,
         *,
         cond_size: int | None = None,
-        dtype: jnp.dtype = jnp.float32,
+        precision: Precision | str = "float32",
         rngs: nnx.Rngs,
     ) -> None:
+        dtype = resolve_precision(precision).compute_dtype
         self.adaln = AdaLNModulation(hidden_size, 2, cond_size=cond_size, dtype=dtype, rngs=rngs)
         self.linear = nnx.Linear(
             hidden_size,
@@ -148,9 +151,11 @@ class DiT(PatchTransformer):
         of ``C``.
       time_scale: the time embedder sees ``t * time_scale``.
       time_freq_shift: 0 as in DiT; 1 reproduces diffusers' ``DiTTransformer2DModel``.
-      dtype: compute dtype (parameters are float32; norms, softmax and the output stay
-        float32; the residual stream is float32).
-      remat: rematerialise block activations in the backward pass.
+      precision: the dtype policy, a `~nnx_nets.precision.Precision` or its name
+        ("float32", "bfloat16"): parameters float32; matmuls and the token stream in the
+        policy's dtypes; time embedding, norms, softmax and the output float32.
+      remat: what each block keeps for the backward pass: "none", "dots_saveable", "full"
+        (True = "full").
       scan_blocks: run the blocks under one ``jax.lax.scan`` (faster compiles; with
         ``remat`` much less activation memory). Parameters are laid out the same way.
       rngs: initialisation (DiT's ``initialize_weights``: a fresh network outputs 0).
@@ -175,21 +180,24 @@ class DiT(PatchTransformer):
         learn_sigma: bool = False,
         time_scale: float = 1.0,
         time_freq_shift: float = 0.0,
-        dtype: jnp.dtype = jnp.float32,
-        remat: bool = False,
+        precision: Precision | str = "float32",
+        remat: RematPolicy | bool = False,
         scan_blocks: bool = False,
         rngs: nnx.Rngs,
     ) -> None:
         out_channels = 2 * in_channels if learn_sigma else in_channels
         parts = TrunkParts(
             time_embedder=lambda rngs: make_time_embedder(
-                "sinusoidal", hidden_size, freq_shift=time_freq_shift, dtype=dtype, rngs=rngs
+                "sinusoidal", hidden_size, freq_shift=time_freq_shift, rngs=rngs
             ),
             block=lambda rngs: DiTBlock(
-                hidden_size, num_heads, mlp_ratio=mlp_ratio, dtype=dtype, rngs=rngs
+                hidden_size, num_heads, mlp_ratio=mlp_ratio, precision=precision, rngs=rngs
             ),
             final_layer=lambda rngs: DiTFinalLayer(
-                hidden_size, patch_size * patch_size * out_channels, dtype=dtype, rngs=rngs
+                hidden_size,
+                patch_size * patch_size * out_channels,
+                precision=precision,
+                rngs=rngs,
             ),
         )
         super().__init__(
@@ -201,7 +209,7 @@ class DiT(PatchTransformer):
             depth=depth,
             num_classes=num_classes,
             time_scale=time_scale,
-            dtype=dtype,
+            precision=precision,
             remat=remat,
             scan_blocks=scan_blocks,
             parts=parts,

@@ -24,7 +24,6 @@ from __future__ import annotations
 import functools
 
 import jax
-import jax.numpy as jnp
 from flax import nnx
 
 from nnx_nets.activation_axes import constrain_tokens
@@ -32,6 +31,7 @@ from nnx_nets.embeddings import GaussianFourierEmbedder, PatchEmbed, unpatchify
 from nnx_nets.initializers import xavier_uniform
 from nnx_nets.lightning_dit import LightningDiTBlock, LightningFinalLayer
 from nnx_nets.patch_transformer import PatchTransformer, TrunkParts
+from nnx_nets.precision import Precision, RematPolicy, resolve_precision
 from nnx_nets.rope import axial_rope_tables
 
 # RAE configs/stage2/training/ImageNet256/DiTDH-{S,XL}_DINOv2-B.yaml.
@@ -65,9 +65,10 @@ def _ddt_head(
     rngs: nnx.Rngs,
     *,
     mlp_ratio: float,
-    dtype: jnp.dtype,
+    precision: Precision | str,
 ) -> dict[str, nnx.Module | None]:
     """The head's modules after the trunk blocks: ``s_projector`` and ``head_blocks``."""
+    dtype = resolve_precision(precision).compute_dtype
     projector = None
     if hidden_size != head_hidden_size:  # else upstream's nn.Identity: no parameters
         projector = nnx.Linear(
@@ -81,7 +82,7 @@ def _ddt_head(
         )
     blocks = [
         LightningDiTBlock(
-            head_hidden_size, head_num_heads, mlp_ratio=mlp_ratio, dtype=dtype, rngs=rngs
+            head_hidden_size, head_num_heads, mlp_ratio=mlp_ratio, precision=precision, rngs=rngs
         )
         for _ in range(head_depth)
     ]
@@ -110,8 +111,10 @@ class DiTDH(PatchTransformer):
       mlp_ratio: SwiGLU width ``int(2/3 * int(D * mlp_ratio))`` in both parts.
       num_classes: real classes; label ``num_classes`` is the null label.
       time_scale: the embedder sees ``t * time_scale``.
-      dtype: compute dtype (params float32; norms, RoPE, softmax, output float32).
-      remat: rematerialise block activations in the backward pass.
+      precision: the dtype policy (`~nnx_nets.precision.Precision` or its name): params
+        float32; norms, RoPE, softmax, the time embedding and the output float32.
+      remat: what each block keeps for the backward pass: "none", "dots_saveable", "full"
+        (True = "full").
       scan_blocks: run the trunk blocks (and the head blocks) under ``jax.lax.scan``.
       rngs: initialisation (a fresh network outputs exactly 0).
     """
@@ -134,20 +137,24 @@ class DiTDH(PatchTransformer):
         mlp_ratio: float = 4.0,
         num_classes: int = 1000,
         time_scale: float = 1.0,
-        dtype: jnp.dtype = jnp.float32,
-        remat: bool = False,
+        precision: Precision | str = "float32",
+        remat: RematPolicy | bool = False,
         scan_blocks: bool = False,
         rngs: nnx.Rngs,
     ) -> None:
-        block = dict(mlp_ratio=mlp_ratio, dtype=dtype)
+        block = dict(mlp_ratio=mlp_ratio, precision=precision)
+        dtype = resolve_precision(precision).compute_dtype
         head = functools.partial(
             _ddt_head, hidden_size, head_hidden_size, head_depth, head_num_heads, **block
         )
         parts = TrunkParts(
-            time_embedder=lambda rngs: GaussianFourierEmbedder(hidden_size, dtype=dtype, rngs=rngs),
+            time_embedder=lambda rngs: GaussianFourierEmbedder(hidden_size, rngs=rngs),
             block=lambda rngs: LightningDiTBlock(hidden_size, num_heads, **block, rngs=rngs),
             final_layer=lambda rngs: LightningFinalLayer(
-                head_hidden_size, patch_size * patch_size * in_channels, dtype=dtype, rngs=rngs
+                head_hidden_size,
+                patch_size * patch_size * in_channels,
+                precision=precision,
+                rngs=rngs,
             ),
             rope_head_dim=hidden_size // num_heads,
             token_embedder="s_embedder",
@@ -167,7 +174,7 @@ class DiTDH(PatchTransformer):
             depth=depth,
             num_classes=num_classes,
             time_scale=time_scale,
-            dtype=dtype,
+            precision=precision,
             remat=remat,
             scan_blocks=scan_blocks,
             parts=parts,

@@ -249,6 +249,18 @@ def _sincos_1d(dim: int, positions: np.ndarray) -> np.ndarray:
 
 
 @functools.lru_cache(maxsize=32)
+def sincos_pos_embed_1d(dim: int, length: int) -> np.ndarray:
+    """Fixed 1-D sin-cos table over positions ``0 .. length-1``, ``(length, dim)`` float32.
+
+    Each row is ``[sin, cos]`` of ``position * omega_i``, omega_i = 10000^(-i / (dim/2))
+    (Vaswani et al. 2017, sec. 3.5, with the halves concatenated as in MAE / DiT).
+    """
+    if dim % 2:
+        raise ValueError(f"1-D sin-cos position embedding needs an even width, got {dim}")
+    return _sincos_1d(dim, np.arange(length)).astype(np.float32)
+
+
+@functools.lru_cache(maxsize=32)
 def sincos_pos_embed_2d(dim: int, grid_h: int, grid_w: int) -> np.ndarray:
     """Fixed 2-D sin-cos position table of MAE / DiT, ``(grid_h * grid_w, dim)`` float32.
 

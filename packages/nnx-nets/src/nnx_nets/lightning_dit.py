@@ -34,6 +34,7 @@ from nnx_nets.patch_transformer import (
     TrunkParts,
     make_time_embedder,
 )
+from nnx_nets.precision import Precision, RematPolicy, resolve_precision
 
 __all__ = [
     "LIGHTNING_DIT_PRESETS",
@@ -71,7 +72,7 @@ class LightningDiTBlock(nnx.Module):
       mlp_ratio: sets the SwiGLU width ``int(2/3 * int(D * mlp_ratio))``.
       qk_norm: separate RMSNorms on each head's queries and keys.
       adaln_shift: 6 adaLN chunks (shift, scale, gate x 2) if True, else 4 (no shifts).
-      dtype: compute dtype.
+      precision: the dtype policy (its ``compute_dtype`` for the matmuls).
       rngs: initialisation.
     """
 
@@ -83,9 +84,10 @@ class LightningDiTBlock(nnx.Module):
         mlp_ratio: float = 4.0,
         qk_norm: bool = False,
         adaln_shift: bool = True,
-        dtype: jnp.dtype = jnp.float32,
+        precision: Precision | str = "float32",
         rngs: nnx.Rngs,
     ) -> None:
+        dtype = resolve_precision(precision).compute_dtype
         self.adaln_shift = adaln_shift
         self.norm1 = RMSNorm(hidden_size, rngs=rngs)
         self.attn = SelfAttention(hidden_size, num_heads, qk_norm=qk_norm, dtype=dtype, rngs=rngs)
@@ -96,7 +98,10 @@ class LightningDiTBlock(nnx.Module):
         self.adaln = AdaLNModulation(hidden_size, 6 if adaln_shift else 4, dtype=dtype, rngs=rngs)
 
     def __call__(self, x: jax.Array, c: jax.Array, *, rope=None) -> jax.Array:
-        """``x: (B, N, D)`` float32, ``c: (B, D)`` or ``(B, N, D)``; ``rope = (cos, sin)``."""
+        """``x: (B, N, D)`` residual stream, ``c: (B, D)`` or ``(B, N, D)``; ``rope = (cos, sin)``.
+
+        Returns ``(B, N, D)`` in the dtype of ``x``.
+        """
         if self.adaln_shift:
             shift1, scale1, gate1, shift2, scale2, gate2 = self.adaln(c)
         else:
@@ -113,13 +118,19 @@ class LightningFinalLayer(nnx.Module):
     Args:
       hidden_size: width ``D``.
       out_features: ``p * p * C_out``.
-      dtype: compute dtype.
+      precision: the dtype policy (its ``compute_dtype`` for the matmuls; output float32).
       rngs: initialisation.
     """
 
     def __init__(
-        self, hidden_size: int, out_features: int, *, dtype: jnp.dtype = jnp.float32, rngs: nnx.Rngs
+        self,
+        hidden_size: int,
+        out_features: int,
+        *,
+        precision: Precision | str = "float32",
+        rngs: nnx.Rngs,
     ) -> None:
+        dtype = resolve_precision(precision).compute_dtype
         self.norm = RMSNorm(hidden_size, rngs=rngs)
         self.adaln = AdaLNModulation(hidden_size, 2, dtype=dtype, rngs=rngs)
         self.linear = nnx.Linear(
@@ -157,8 +168,10 @@ class LightningDiT(PatchTransformer):
       adaln_shift: adaLN with shifts (upstream ``wo_shift=False``, the published setting).
       time_embedding: "sinusoidal" (hustvl checkpoints) or "gaussian_fourier" (RAE's).
       time_scale: the embedder sees ``t * time_scale``.
-      dtype: compute dtype (params float32; norms, RoPE, softmax and output float32).
-      remat: rematerialise block activations in the backward pass.
+      precision: the dtype policy (`~nnx_nets.precision.Precision` or its name): params
+        float32; norms, RoPE, softmax, the time embedding and the output float32.
+      remat: what each block keeps for the backward pass: "none", "dots_saveable", "full"
+        (True = "full").
       scan_blocks: run the blocks under one ``jax.lax.scan``.
       rngs: initialisation (a fresh network outputs exactly 0).
 
@@ -184,28 +197,29 @@ class LightningDiT(PatchTransformer):
         adaln_shift: bool = True,
         time_embedding: TimeEmbedding = "sinusoidal",
         time_scale: float = 1.0,
-        dtype: jnp.dtype = jnp.float32,
-        remat: bool = False,
+        precision: Precision | str = "float32",
+        remat: RematPolicy | bool = False,
         scan_blocks: bool = False,
         rngs: nnx.Rngs,
     ) -> None:
         out_channels = 2 * in_channels if learn_sigma else in_channels
         head_dim = hidden_size // num_heads
         parts = TrunkParts(
-            time_embedder=lambda rngs: make_time_embedder(
-                time_embedding, hidden_size, dtype=dtype, rngs=rngs
-            ),
+            time_embedder=lambda rngs: make_time_embedder(time_embedding, hidden_size, rngs=rngs),
             block=lambda rngs: LightningDiTBlock(
                 hidden_size,
                 num_heads,
                 mlp_ratio=mlp_ratio,
                 qk_norm=qk_norm,
                 adaln_shift=adaln_shift,
-                dtype=dtype,
+                precision=precision,
                 rngs=rngs,
             ),
             final_layer=lambda rngs: LightningFinalLayer(
-                hidden_size, patch_size * patch_size * out_channels, dtype=dtype, rngs=rngs
+                hidden_size,
+                patch_size * patch_size * out_channels,
+                precision=precision,
+                rngs=rngs,
             ),
             rope_head_dim=head_dim,
         )
@@ -218,7 +232,7 @@ class LightningDiT(PatchTransformer):
             depth=depth,
             num_classes=num_classes,
             time_scale=time_scale,
-            dtype=dtype,
+            precision=precision,
             remat=remat,
             scan_blocks=scan_blocks,
             parts=parts,

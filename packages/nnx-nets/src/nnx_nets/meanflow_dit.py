@@ -18,6 +18,7 @@ from flax import nnx
 
 from nnx_nets.dit import DiT
 from nnx_nets.embeddings import TimestepEmbedder
+from nnx_nets.precision import Precision, RematPolicy
 
 
 class MeanFlowDiT(DiT):
@@ -43,8 +44,8 @@ class MeanFlowDiT(DiT):
         learn_sigma: bool = False,
         time_scale: float = 1.0,
         time_freq_shift: float = 0.0,
-        dtype: jnp.dtype = jnp.float32,
-        remat: bool = False,
+        precision: Precision | str = "float32",
+        remat: RematPolicy | bool = False,
         scan_blocks: bool = False,
         rngs: nnx.Rngs,
     ) -> None:
@@ -60,14 +61,13 @@ class MeanFlowDiT(DiT):
             learn_sigma=learn_sigma,
             time_scale=time_scale,
             time_freq_shift=time_freq_shift,
-            dtype=dtype,
+            precision=precision,
             remat=remat,
             scan_blocks=scan_blocks,
             rngs=rngs,
         )
-        self.dt_embedder = TimestepEmbedder(
-            hidden_size, freq_shift=time_freq_shift, dtype=dtype, rngs=rngs
-        )
+        # float32 like the time embedding (`nnx_nets.precision`).
+        self.dt_embedder = TimestepEmbedder(hidden_size, freq_shift=time_freq_shift, rngs=rngs)
 
     def __call__(
         self,

@@ -3,18 +3,21 @@
 Every network of the family (DiT, MeanFlowDiT, LightningDiT, DiT-DH) is this pipeline over an
 NHWC input ``x: (B, H, W, C)`` with patch size ``p`` and grid ``(h, w) = (H/p, W/p)``:
 
-    tokens = PatchEmbed(x) + sincos_2d(h, w)                          (B, h*w, D) float32
-    c      = t_emb(time_scale * t) + y_emb(y)                         (B, D)
-    tokens = block_depth(... block_1(tokens, c, rope) ...)            (B, h*w, D)
+    tokens = PatchEmbed(x) + sincos_2d(h, w)                          (B, h*w, D) residual
+    c      = t_emb(time_scale * t) + y_emb(y)                         (B, D) compute
+    tokens = block_depth(... block_1(tokens, c, rope) ...)            (B, h*w, D) residual
     out    = unpatchify(final_layer(tokens, c), (h, w), p)            (B, H, W, C_out) float32
 
 (Peebles & Xie 2023, fig. 3). A network differs only in its parts (`TrunkParts`): the time
 embedder, the block, the final layer, whether the blocks get 2-D axial RoPE tables, and for
 DiT-DH further modules (its head) built around the trunk. The blocks run through
-`nnx_nets.block_stack.run_blocks` (scan, remat and the activation sharding hints of
-`nnx_nets.activation_axes`). Parameters are created in a fixed order (token embedder, extra
-embedders, time embedder, label embedder, blocks, head modules, final layer), which with the
-attribute names fixes both the ``nnx.state`` tree and the initial values for a seed.
+`nnx_nets.block_stack.run_blocks` (scan, the remat policy and the activation sharding hints of
+`nnx_nets.activation_axes`). Dtypes follow one `nnx_nets.precision.Precision` policy: the
+token stream in its ``residual_dtype``, the condition and the blocks' matmuls in its
+``compute_dtype``, the time embedding, norms, softmax and the output in float32. Parameters
+are created in a fixed order (token embedder, extra embedders, time embedder, label embedder,
+blocks, head modules, final layer), which with the attribute names fixes both the
+``nnx.state`` tree and the initial values for a seed.
 
 Presets: one rule for the family, `PatchTransformer.from_preset`: a preset fixes its fields
 (widths, depths, heads, patch size); keyword arguments give every other constructor argument
@@ -42,6 +45,7 @@ from nnx_nets.embeddings import (
     sincos_pos_embed_2d,
     unpatchify,
 )
+from nnx_nets.precision import Precision, RematPolicy, remat_policy, resolve_precision
 from nnx_nets.rope import axial_rope_tables
 
 TimeEmbedding = Literal["sinusoidal", "gaussian_fourier"]
@@ -75,19 +79,19 @@ def make_time_embedder(
     hidden_size: int,
     *,
     freq_shift: float = 0.0,
-    dtype: jnp.dtype = jnp.float32,
     rngs: nnx.Rngs,
 ) -> TimestepEmbedder | GaussianFourierEmbedder:
-    """The time embedder named ``kind``, ``(B,) -> (B, hidden_size)``.
+    """The time embedder named ``kind``, ``(B,) -> (B, hidden_size)``, float32 under every
+    precision policy.
 
     "sinusoidal": DiT's 256 sin-cos features and an MLP (``freq_shift`` 1 for diffusers);
     "gaussian_fourier": RAE's 2 x 256 random Fourier features and an MLP.
     """
     match kind:
         case "sinusoidal":
-            return TimestepEmbedder(hidden_size, freq_shift=freq_shift, dtype=dtype, rngs=rngs)
+            return TimestepEmbedder(hidden_size, freq_shift=freq_shift, rngs=rngs)
         case "gaussian_fourier":
-            return GaussianFourierEmbedder(hidden_size, dtype=dtype, rngs=rngs)
+            return GaussianFourierEmbedder(hidden_size, rngs=rngs)
         case _:
             raise ValueError(
                 f"unknown time_embedding {kind!r}; valid: 'sinusoidal', 'gaussian_fourier'"
@@ -135,8 +139,9 @@ class PatchTransformer(nnx.Module):
       depth: number of trunk blocks.
       num_classes: real classes; label ``num_classes`` is the null label.
       time_scale: the time embedder sees ``t * time_scale``.
-      dtype: compute dtype (the residual stream and the output stay float32).
-      remat: rematerialise block activations in the backward pass.
+      precision: the dtype policy (`~nnx_nets.precision.Precision` or its name).
+      remat: what each block keeps for the backward pass: "none", "dots_saveable" or "full"
+        (`nnx_nets.precision.REMAT_POLICIES`; True = "full", False = "none").
       scan_blocks: run the blocks under one ``jax.lax.scan`` (same parameter layout).
       parts: the pluggable parts.
       rngs: initialisation.
@@ -156,8 +161,8 @@ class PatchTransformer(nnx.Module):
         depth: int,
         num_classes: int,
         time_scale: float,
-        dtype: jnp.dtype,
-        remat: bool,
+        precision: Precision | str,
+        remat: RematPolicy | bool,
         scan_blocks: bool,
         parts: TrunkParts,
         rngs: nnx.Rngs,
@@ -171,8 +176,9 @@ class PatchTransformer(nnx.Module):
         self.hidden_size = hidden_size
         self.num_classes = num_classes
         self.time_scale = time_scale
-        self.dtype = dtype
-        self.remat = remat
+        self.precision = resolve_precision(precision)
+        self.dtype = dtype = self.precision.compute_dtype
+        self.remat = remat_policy(remat)
         self.scan_blocks = scan_blocks
         self.rope_head_dim = parts.rope_head_dim
         embedder = PatchEmbed(in_channels, hidden_size, patch_size, dtype=dtype, rngs=rngs)
@@ -225,11 +231,12 @@ class PatchTransformer(nnx.Module):
     def embed_tokens(
         self, embedder: PatchEmbed, x: jax.Array, grid: tuple[int, int], *, pos: bool = True
     ) -> jax.Array:
-        """``x: (B, H, W, C)`` -> float32 tokens ``(B, h*w, width)`` (+ the sin-cos table)."""
+        """``x: (B, H, W, C)`` -> tokens ``(B, h*w, width)`` (+ the sin-cos table, added in
+        float32) in the policy's residual dtype."""
         tokens = embedder(x.astype(self.dtype)).astype(jnp.float32)
         if pos:
             tokens = tokens + sincos_pos_embed_2d(tokens.shape[-1], *grid)[None]
-        return tokens
+        return tokens.astype(self.precision.residual_dtype)
 
     def run_stack(
         self,
@@ -241,7 +248,7 @@ class PatchTransformer(nnx.Module):
         rope_head_dim: int | None,
         return_features: bool = False,
     ) -> tuple[jax.Array, list[jax.Array]]:
-        """Run ``blocks`` on ``tokens: (B, N, width)`` with the model's scan / remat flags."""
+        """Run ``blocks`` on ``tokens: (B, N, width)`` with the model's scan / remat policy."""
         rope = None if rope_head_dim is None else axial_rope_tables(rope_head_dim, *grid)
         return run_blocks(
             blocks,

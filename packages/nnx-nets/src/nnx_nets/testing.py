@@ -30,6 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from nnx_nets.dhariwal_unet import DhariwalUNet
 from nnx_nets.dinov2 import DINOv2
 from nnx_nets.dit import DiT
 from nnx_nets.dit_dh import DiTDH
@@ -37,6 +38,7 @@ from nnx_nets.edm2_unet import EDM2UNet
 from nnx_nets.lightning_dit import LightningDiT
 from nnx_nets.meanflow_dit import MeanFlowDiT
 from nnx_nets.sd_vae import SDVAE
+from nnx_nets.song_unet import SongUNet
 from nnx_nets.vit_decoder import RAEDecoder
 
 __all__ = [
@@ -115,6 +117,35 @@ TINY_PRESETS: dict[str, tuple[type[nnx.Module], dict]] = {
             num_blocks=1,
             attn_resolutions=(8,),
             channels_per_head=8,
+        ),
+    ),
+    "song_unet": (
+        SongUNet,
+        dict(
+            img_resolution=8,
+            in_channels=3,
+            out_channels=3,
+            num_classes=4,
+            model_channels=16,
+            channel_mult=(1, 2),
+            num_blocks=1,
+            attn_resolutions=(4,),
+            dropout=0.0,
+        ),
+    ),
+    "dhariwal_unet": (
+        DhariwalUNet,
+        dict(
+            img_resolution=8,
+            in_channels=3,
+            out_channels=3,
+            num_classes=4,
+            model_channels=16,
+            channel_mult=(1, 2),
+            num_blocks=1,
+            attn_resolutions=(4,),
+            channels_per_head=8,
+            dropout=0.0,
         ),
     ),
     "sd_vae": (SDVAE, dict(block_out_channels=(8, 16), layers_per_block=1, norm_num_groups=4)),
@@ -272,7 +303,7 @@ def tiny_model(
 
     Args:
       name: a key of :data:`TINY_PRESETS` (``"dit"``, ``"lightning_dit"``, ``"meanflow_dit"``,
-        ``"dit_dh"``, ``"edm2_unet"``, ``"sd_vae"``, ``"rae_decoder"``, ``"dinov2"``).
+        ``"dit_dh"``, ``"edm2_unet"``, ``"song_unet"``, ``"dhariwal_unet"``, ``"sd_vae"``, ``"rae_decoder"``, ``"dinov2"``).
       seed: numpy generator seed, as :func:`random_model`.
       scale: weight scale, as :func:`random_model`.
       **overrides: constructor arguments that replace or extend the preset's.

@@ -12,6 +12,12 @@ from nnx_objectives.consistency import (
     TangentSource,
     TeacherTangent,
 )
+from nnx_objectives.ddpm import (
+    ImprovedDDPMObjective,
+    discretized_gaussian_log_likelihood,
+    normal_kl,
+)
+from nnx_objectives.diffusion_forcing import DiffusionForcingObjective
 from nnx_objectives.edm import (
     EDMCoefficients,
     EDMObjective,
@@ -19,10 +25,12 @@ from nnx_objectives.edm import (
     edm_loss_weight,
     edm_preconditioning,
 )
+from nnx_objectives.edm_precond import IDDPMPrecond, VEPrecond, VPPrecond, iddpm_sigma_levels
 from nnx_objectives.interpolant import InterpolantObjective, mean_over_elements
 from nnx_objectives.meanflow import (
     MeanFlowGuidance,
     MeanFlowObjective,
+    drop_first_rows,
     meanflow_target,
     sample_two_times,
 )
@@ -65,6 +73,7 @@ from nnx_objectives.uncertainty import (
 )
 from nnx_objectives.weightings import LikelihoodWeight, LossWeight, NoWeight, VelocityWeight
 from nnx_samplers import (  # the shared path, time and EDM maths, re-exported
+    DDPMSchedule,
     GVPPath,
     LinearPath,
     Path,
@@ -85,10 +94,14 @@ __all__ = [
     "ClassDropout",
     "ConditionalTangent",
     "ConsistencyObjective",
+    "DDPMSchedule",
+    "DiffusionForcingObjective",
     "EDMCoefficients",
     "EDMObjective",
     "EDMPrecond",
     "GVPPath",
+    "ImprovedDDPMObjective",
+    "IDDPMPrecond",
     "InterpolantObjective",
     "LikelihoodWeight",
     "LinearPath",
@@ -116,25 +129,31 @@ __all__ = [
     "TwoTimeNetwork",
     "UncertaintyWeighted",
     "UniformTime",
+    "VEPrecond",
     "VPPath",
+    "VPPrecond",
     "VelocityPrediction",
     "VelocityWeight",
     "WithLogVar",
     "X0Prediction",
     "conditional_velocity",
     "convert_prediction",
+    "discretized_gaussian_log_likelihood",
+    "drop_first_rows",
     "drop_labels",
     "edm_from_linear",
     "edm_loss_weight",
     "edm_preconditioning",
     "edm_sigma_from_t",
     "expand_time",
+    "iddpm_sigma_levels",
     "interpolate",
     "linear_from_edm",
     "mean_over_elements",
     "meanflow_target",
     "negative_cosine_similarity",
     "network_jvp",
+    "normal_kl",
     "resize_token_grid",
     "resolution_shift",
     "sample_two_times",

@@ -56,7 +56,7 @@ from nnx_objectives.interpolant import mean_over_elements
 from nnx_objectives.model_jvp import network_jvp
 from nnx_objectives.protocols import Network, TimeDistribution
 from nnx_objectives.trigflow import TrigFlowTime, trigflow_angle, trigflow_state
-from nnx_samplers import expand_time
+from nnx_samplers import combine_guidance, expand_time
 
 __all__ = ["ConditionalTangent", "ConsistencyObjective", "TangentSource", "TeacherTangent"]
 
@@ -110,7 +110,8 @@ class TeacherTangent:
         if self.guidance_scale != 1.0:
             null = jnp.full_like(y, self.null_label)
             f_null = self.teacher(scaled, t, null).astype(jnp.float32)
-            f_cond = f_null + self.guidance_scale * (f_cond - f_null)
+            # cond + (w - 1)(cond - null) = null + w (cond - null): one guidance formula
+            f_cond = combine_guidance(f_cond, f_null, self.guidance_scale)
         return jax.lax.stop_gradient(sigma_data * f_cond)
 
 

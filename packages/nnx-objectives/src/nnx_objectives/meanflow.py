@@ -29,8 +29,13 @@ Classifier-free guidance folded into training (paper Sec. 4.2, Eq. 19-21): insid
     v_tilde = omega v + kappa u(z_t, t, t | y) + (1 - omega - kappa) u(z_t, t, t | null),
 
 with both guidance terms under stop-gradient, so the effective scale is
-``omega / (1 - kappa)``; ``omega = 1, kappa = 0`` is no guidance. Labels are dropped to the
-null label with probability ``label_dropout`` and dropped rows keep ``v_tilde = v``. The
+``omega / (1 - kappa)``; ``omega = 1, kappa = 0`` is no guidance (the official defaults are
+``omega = 1, kappa = 0.5``: Gsunshine/meanflow ``meanflow.py``, class ``MeanFlow``). Labels are
+dropped to the null label and dropped rows keep ``v_tilde = v``. Where they are dropped is
+``MeanFlowGuidance.drop_placement``: ``"first_rows"`` (official ``MeanFlow.cond_drop``: draw
+``n ~ Binomial(B, label_dropout)`` and drop the first ``n`` rows, which are rows with
+``r = t`` while ``n <= floor(B * equal_times_fraction)``) or ``"independent"`` (each row with
+probability ``label_dropout``, whatever its ``r``). The
 guidance terms are evaluated with the model as given (if it has dropout, the trainer chooses
 its mode; DiffuseNNX's bug was to leave the model in eval mode afterwards).
 """
@@ -49,7 +54,16 @@ from nnx_objectives.protocols import TimeDistribution, TwoTimeNetwork
 from nnx_objectives.time_distributions import LogitNormalTime
 from nnx_samplers import expand_time
 
-__all__ = ["MeanFlowGuidance", "MeanFlowObjective", "meanflow_target", "sample_two_times"]
+__all__ = [
+    "DROP_PLACEMENTS",
+    "MeanFlowGuidance",
+    "MeanFlowObjective",
+    "drop_first_rows",
+    "meanflow_target",
+    "sample_two_times",
+]
+
+DROP_PLACEMENTS = ("first_rows", "independent")
 
 
 def sample_two_times(
@@ -76,6 +90,29 @@ def sample_two_times(
     num_equal = int(batch_size * equal_times_fraction)
     r = jnp.where(jnp.arange(batch_size) < num_equal, t, r)
     return r, t
+
+
+def drop_first_rows(key: Array, y: Array, *, probability: float, null_label: int) -> Array:
+    """MeanFlow's official class dropout: the first ``n ~ Binomial(B, probability)`` rows.
+
+    Gsunshine/meanflow ``meanflow.py``, ``MeanFlow.cond_drop``: one uniform draw per row sets
+    how many rows are dropped, and the dropped rows are the leading ones (the rows that
+    `sample_two_times` gives ``r = t``).
+
+    Args:
+      key: PRNG key.
+      y: ``(B,)`` int labels.
+      probability: drop probability in [0, 1] (0.1).
+      null_label: the null label (``num_classes``).
+
+    Returns:
+      ``(B,)`` labels, rows ``[0, n)`` equal to ``null_label``.
+    """
+    y = jnp.asarray(y)
+    if y.ndim != 1:
+        raise ValueError(f"labels must have shape (batch,), got {y.shape}.")
+    count = jnp.sum(jax.random.uniform(key, y.shape) < probability)
+    return jnp.where(jnp.arange(y.shape[0]) < count, jnp.asarray(null_label, y.dtype), y)
 
 
 def meanflow_target(
@@ -115,14 +152,21 @@ class MeanFlowGuidance:
       t_min: guidance applies where ``t_min <= t <= t_max`` (0 = data, 1 = noise).
       t_max: upper end of the guidance interval.
       label_dropout: probability of replacing a label by ``null_label`` (0.1).
+      drop_placement: ``"first_rows"`` (official: the first ``n ~ Binomial(B, label_dropout)``
+        rows, which have ``r = t``; `drop_first_rows`) or ``"independent"`` (each row on its
+        own, whatever its ``r``).
+
+    Defaults are the official ones (Gsunshine/meanflow ``meanflow.py``: ``omega = 1.0``,
+    ``kappa = 0.5``, ``class_dropout_prob = 0.1``, ``t_start = 0``, ``t_end = 1``).
     """
 
     null_label: int
     omega: float = 1.0
-    kappa: float = 0.0
+    kappa: float = 0.5
     t_min: float = 0.0
     t_max: float = 1.0
     label_dropout: float = 0.1
+    drop_placement: str = "first_rows"
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.t_min <= self.t_max <= 1.0:
@@ -132,6 +176,15 @@ class MeanFlowGuidance:
             )
         if not 0.0 <= self.label_dropout <= 1.0:
             raise ValueError(f"label_dropout must lie in [0, 1], got {self.label_dropout}.")
+        if self.drop_placement not in DROP_PLACEMENTS:
+            raise ValueError(
+                f"drop_placement={self.drop_placement!r}; use one of {DROP_PLACEMENTS}."
+            )
+
+    def drop(self, key: Array, y: Array) -> Array:
+        """``(B,)`` labels with the dropped rows set to ``null_label`` (``drop_placement``)."""
+        drop = drop_first_rows if self.drop_placement == "first_rows" else drop_labels
+        return drop(key, y, probability=self.label_dropout, null_label=self.null_label)
 
     @property
     def effective_scale(self) -> float:
@@ -222,12 +275,7 @@ class MeanFlowObjective:
         )
         eps = jax.random.normal(key_noise, x0.shape, dtype=jnp.float32)
         if self.guidance is not None:
-            y = drop_labels(
-                key_drop,
-                y,
-                probability=self.guidance.label_dropout,
-                null_label=self.guidance.null_label,
-            )
+            y = self.guidance.drop(key_drop, y)
         loss, aux = self.loss_at(model, x0, y, r, t, eps)
         if self.guidance is not None:
             aux["label_dropped"] = (y == self.guidance.null_label).astype(jnp.float32)

@@ -6,10 +6,14 @@ grids are objects; :func:`sample` runs the loop with ``lax.scan`` and counts NFE
 """
 
 from nnx_samplers.adapters import (
+    NETWORK_ADAPTERS,
+    FirstHalfChannels,
+    TimeFlippedVelocity,
     VelocityFromData,
     VelocityFromEDMDenoiser,
     VelocityFromNoise,
     VelocityFromScore,
+    adapt_network,
     data_from_velocity,
     edm_from_linear,
     edm_sigma_from_t,
@@ -21,6 +25,7 @@ from nnx_samplers.adapters import (
     velocity_from_noise,
     velocity_from_score,
 )
+from nnx_samplers.ddpm import DDIM, DDPMAncestral, DDPMSchedule, ddpm_grid, dit_respaced_steps
 from nnx_samplers.diffusion import (
     ConstantDiffusion,
     DecreasingDiffusion,
@@ -45,10 +50,17 @@ from nnx_samplers.fields import (
     batch_time,
     expand_time,
 )
+from nnx_samplers.frame_schedules import (
+    FrameField,
+    pyramid_times,
+    rollout_frames,
+    sample_frames,
+)
 from nnx_samplers.grids import (
     ArrayGrid,
     EDMGrid,
     LogSNRGrid,
+    REPAGrid,
     ShiftedGrid,
     TimeGrid,
     UniformGrid,
@@ -88,6 +100,11 @@ __all__ = [
     "ConditionalTwoTimeField",
     "batch_time",
     "expand_time",
+    # per-frame schedules (video, Diffusion Forcing)
+    "FrameField",
+    "pyramid_times",
+    "rollout_frames",
+    "sample_frames",
     # solvers
     "Euler",
     "Heun",
@@ -97,6 +114,12 @@ __all__ = [
     "DPMSolverPlusPlus2M",
     "DPMSolverPlusPlus3M",
     "MultistepState",
+    # discrete DDPM (integer steps, eps / learned-variance predictions)
+    "DDPMSchedule",
+    "DDPMAncestral",
+    "DDIM",
+    "ddpm_grid",
+    "dit_respaced_steps",
     # diffusion coefficients for Euler-Maruyama
     "Diffusion",
     "ConstantDiffusion",
@@ -112,6 +135,7 @@ __all__ = [
     "LogSNRGrid",
     "ShiftedGrid",
     "ArrayGrid",
+    "REPAGrid",
     "shift_time",
     # paths and conversions
     "Path",
@@ -136,6 +160,11 @@ __all__ = [
     "VelocityFromData",
     "VelocityFromScore",
     "VelocityFromEDMDenoiser",
+    # adapters for converted checkpoints
+    "NETWORK_ADAPTERS",
+    "FirstHalfChannels",
+    "TimeFlippedVelocity",
+    "adapt_network",
     # guidance
     "ClassifierFreeGuidance",
     "AutoGuidance",

@@ -8,6 +8,11 @@ linear relations for the unknown pair gives every conversion (as in SiT, Ma et a
 * ``eps = (alpha v - alpha' x) / (alpha sigma' - alpha' sigma)``, ``score = -eps / sigma``;
 * linear path: ``x0 = x - t v``, ``eps = x + (1 - t) v``, ``score = -(x + (1 - t) v) / t``.
 
+Network adapters for converted checkpoints that use another convention (SiT and hustvl's
+LightningDiT train with ``t = 1`` as data and predict ``data - noise``) are named here and
+chosen by name (:func:`adapt_network`), so a converter can record which ones a checkpoint
+needs.
+
 EDM's variables (``x_E = x0 + sigma_E eps``) map to the linear path through
 ``sigma_E = t / (1 - t)`` and ``x_E = x_t / (1 - t)``; this is the one place in the library
 where that conversion is written (``nnx_objectives`` imports and re-exports it).
@@ -15,7 +20,7 @@ where that conversion is written (``nnx_objectives`` imports and re-exports it).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import jax.numpy as jnp
@@ -25,6 +30,10 @@ from nnx_samplers.fields import expand_time
 from nnx_samplers.paths import LinearPath, Path
 
 __all__ = [
+    "NETWORK_ADAPTERS",
+    "FirstHalfChannels",
+    "TimeFlippedVelocity",
+    "adapt_network",
     "VelocityFromData",
     "VelocityFromEDMDenoiser",
     "VelocityFromNoise",
@@ -198,3 +207,64 @@ class VelocityFromEDMDenoiser:
     def __call__(self, x: Array, t: Array) -> Array:
         x_edm, sigma = edm_from_linear(x, t)
         return velocity_from_data(x, self.denoiser(x_edm, sigma), t, LINEAR)
+
+
+@dataclass(frozen=True)
+class TimeFlippedVelocity:
+    """A network trained with ``t = 1`` as data, seen in the library's convention.
+
+    SiT (``transport/path.py``: ``x_t = t x1 + (1 - t) x0`` with ``x1`` the data) and
+    hustvl/LightningDiT predict ``u = data - noise`` at their time ``s = 1 - t``. Our velocity
+    is ``dx_t/dt = noise - data``, so the adapted network is ``-network(x, 1 - t, y)``.
+
+    Attributes:
+      network: ``network(x: (B, H, W, C), s: (B,), y: (B,)) -> (B, H, W, C)`` in the other
+        convention.
+    """
+
+    network: Callable[[Array, Array, Array], Array]
+
+    def __call__(self, x: Array, t: Array, y: Array) -> Array:
+        return -self.network(x, 1.0 - jnp.asarray(t), y)
+
+
+@dataclass(frozen=True)
+class FirstHalfChannels:
+    """Keeps the first half of the output channels: ``(B, ..., 2C) -> (B, ..., C)``.
+
+    SiT's and LightningDiT's ``forward`` drop the learned-sigma half of a ``learn_sigma``
+    network (``x, _ = x.chunk(2, dim=1)``); a converted network returns both halves.
+    """
+
+    network: Callable[[Array, Array, Array], Array]
+
+    def __call__(self, x: Array, t: Array, y: Array) -> Array:
+        out = self.network(x, t, y)
+        return out[..., : out.shape[-1] // 2]
+
+
+NETWORK_ADAPTERS: dict[str, Callable[[Callable], Callable]] = {
+    "first_half_channels": FirstHalfChannels,
+    "time_flipped_velocity": TimeFlippedVelocity,
+}
+"""Adapters by name, the names that ``nnx_weightconv.checkpoint_convention`` records."""
+
+
+def adapt_network(names: Sequence[str], network: Callable) -> Callable:
+    """Wraps ``network`` in the named adapters, first name innermost.
+
+    Args:
+      names: names from :data:`NETWORK_ADAPTERS`, e.g. ``("first_half_channels",
+        "time_flipped_velocity")`` for a converted SiT; ``()`` returns ``network``.
+      network: ``network(x, t, y)``.
+
+    Raises:
+      ValueError: an unknown name (the message lists the valid ones).
+    """
+    for name in names:
+        if name not in NETWORK_ADAPTERS:
+            raise ValueError(
+                f"unknown network adapter {name!r}; valid: {', '.join(NETWORK_ADAPTERS)}."
+            )
+        network = NETWORK_ADAPTERS[name](network)
+    return network

@@ -13,7 +13,14 @@ Expanding ``m`` in a Taylor series about ``lambda_s`` with ``h = lambda_t - lamb
     x_t = (sigma_t / sigma_s) x_s + alpha_t [phi_1 m + phi_2 (h m') + phi_3 (h^2 m'' / 2)]
     phi_1 = 1 - e^-h,  phi_2 = (h - phi_1) / h,  phi_3 = 1 - 2 phi_2 / h
 
-where the derivatives come from divided differences of earlier data predictions. The first
+where the derivatives come from divided differences of earlier data predictions. The official
+DPM-Solver++ code (LuChengTHU/dpm-solver ``multistep_dpm_solver_third_order_update``),
+k-diffusion's ``sample_dpmpp_3m_sde`` with ``eta = 0`` and diffusers'
+``DPMSolverMultistepScheduler`` weight the second difference by ``1/2 - phi_2 / h = phi_3 / 2``
+instead: the ``h^2 m''`` term is then off by half, the local error is O(h^3) and the method
+is second order (fitted order 2.33 over 8-64 steps on a Gaussian mixture, 2.02 between 32
+and 64 steps; 2.83 and 2.75 for the exact weight): ``DPMSolverPlusPlus3M(variant="reference")``
+reproduces it, for published numbers. The first
 steps use the history available (order 1, then 2). The step to ``t = 0`` (``lambda = +inf``,
 an infinite ``h``) is first order, ``x_0 = x0_hat``: a polynomial in lambda cannot be
 extrapolated to infinity. That step's error is O(t_{N-1}^2), so on a grid that ends at 0
@@ -51,6 +58,10 @@ class MultistepState(NamedTuple):
     count: Array
 
 
+# Multiplier of the exact phi_3 = 1 - 2 phi_2 / h: the reference codes use phi_3 / 2.
+_THIRD_ORDER_WEIGHTS = {"exact": 1.0, "reference": 0.5}
+
+
 def _init(order: int, x: Array, times: Array) -> MultistepState:
     # History at least in the time dtype (float32), whatever the state's dtype.
     return MultistepState(
@@ -73,7 +84,9 @@ def _step(
     state: MultistepState,
     t: Array,
     t_next: Array,
+    third_order_weight: float = 1.0,
 ) -> tuple[Array, MultistepState, Array]:
+    """One multistep update; ``third_order_weight`` scales ``phi_3`` (1 exact, 1/2 reference)."""
     m0 = data_from_velocity(x, field(x, t), t, path)
     lambda_s = log_snr(path, t)
     lambda_t = log_snr(path, t_next)
@@ -83,7 +96,7 @@ def _step(
 
     phi_1 = -jnp.expm1(-h)  # 1 - e^-h, equal to 1 when the step ends at data
     phi_2 = (h_safe - phi_1) / h_safe
-    phi_3 = 1.0 - 2.0 * phi_2 / h_safe
+    phi_3 = third_order_weight * (1.0 - 2.0 * phi_2 / h_safe)
     base = (path.sigma(t_next) / path.sigma(t)) * x + path.alpha(t_next) * phi_1 * m0
     alpha_t = path.alpha(t_next)
 
@@ -146,14 +159,31 @@ class DPMSolverPlusPlus3M:
     ``phi_2 = (h - 1 + e^-h) / h`` and ``phi_3 = (h^2 - 2h + 2 - 2 e^-h) / h^2`` of the
     expansion in the module docstring.
 
+    ``variant="reference"`` uses the weight ``1/2 - phi_2 / h`` (``phi_3 / 2``) of the official
+    DPM-Solver++ code, k-diffusion and diffusers (Lu et al. 2022b, Algorithm 2 extended to
+    third order in LuChengTHU/dpm-solver ``dpm_solver.py``): use it to reproduce a published
+    DPM-Solver++(3M) result. The two variants differ by 3.2e-3 RMS at 16 log-SNR steps on the
+    test suite's 2-D Gaussian mixture.
+
     Attributes:
       path: interpolation path that defines ``alpha``, ``sigma`` and ``lambda``.
+      variant: ``"exact"`` (weight ``1 - 2 phi_2 / h``, measured order 2.8) or
+        ``"reference"`` (weight ``1/2 - phi_2 / h``, second order).
     """
 
     path: Path = field(default_factory=LinearPath)
+    variant: str = "exact"
+
+    def __post_init__(self) -> None:
+        if self.variant not in _THIRD_ORDER_WEIGHTS:
+            raise ValueError(
+                f"DPMSolverPlusPlus3M.variant must be one of {sorted(_THIRD_ORDER_WEIGHTS)}; "
+                f"got {self.variant!r}."
+            )
 
     def init(self, field: VectorField, x: Array, times: Array) -> MultistepState:
         return _init(3, x, times)
 
     def step(self, field, x, state, t, t_next, key=None):
-        return _step(3, self.path, field, x, state, t, t_next)
+        weight = _THIRD_ORDER_WEIGHTS[self.variant]
+        return _step(3, self.path, field, x, state, t, t_next, weight)

@@ -18,6 +18,7 @@ from nnx_samplers.paths import LinearPath, Path
 
 __all__ = [
     "ArrayGrid",
+    "REPAGrid",
     "EDMGrid",
     "LogSNRGrid",
     "ShiftedGrid",
@@ -248,3 +249,34 @@ class ArrayGrid:
 
     def times(self) -> Array:
         return jnp.asarray(self.values, dtype=_time_dtype())
+
+
+@dataclass(frozen=True)
+class REPAGrid:
+    """REPA's SDE grid: ``linspace(1, t_last, num_steps)`` and then a last step to 0.
+
+    sihyeong/REPA ``samplers.py``, ``euler_maruyama_sampler``: ``num_steps - 1`` steps on the
+    linspace plus the noise-free "mean" step from ``t_last`` to 0, ``num_steps`` in all (REPA
+    uses t = 1 as noise, as this library does). Pair it with
+    ``EulerMaruyama(LinearDiffusion())``, REPA's diffusion ``w(t) = 2 t`` (our ``D = t``).
+
+    Attributes:
+      num_steps: points of the linspace, also the number of steps (REPA's ``num_steps``).
+      t_last: last non-zero time (REPA: 0.04).
+    """
+
+    num_steps: int
+    t_last: float = 0.04
+
+    def __post_init__(self) -> None:
+        _check_num_steps(self.num_steps, "REPAGrid")
+        if self.num_steps < 2 or not 0.0 < self.t_last < 1.0:
+            raise ValueError(
+                f"REPAGrid needs num_steps >= 2 and 0 < t_last < 1; got {self.num_steps}, "
+                f"{self.t_last}."
+            )
+
+    def times(self) -> Array:
+        dtype = _time_dtype()
+        ramp = jnp.linspace(1.0, self.t_last, self.num_steps, dtype=dtype)
+        return jnp.concatenate([ramp, jnp.zeros((1,), dtype)])

@@ -15,6 +15,7 @@ is written in the second form so that ``w = 1`` returns the conditional output e
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import jax
@@ -32,7 +33,9 @@ __all__ = [
 ]
 
 DIT_LEGACY_GUIDED_CHANNELS = 3
-"""DiT's ``forward_with_cfg`` guides only latent channels 0-2 of 4 (kept to reproduce old FIDs)."""
+"""DiT's and SiT's ``forward_with_cfg`` guide only latent channels 0-2 of 4 (kept to reproduce
+their FIDs); LightningDiT's (hustvl ``models/lightningdit.py``) also guides only the first 3,
+of 32 VA-VAE channels."""
 
 
 @dataclass(frozen=True)
@@ -95,21 +98,23 @@ def combine_guidance(
     return jnp.concatenate([guided[..., :guided_channels], cond[..., guided_channels:]], axis=-1)
 
 
-def _guide_in_interval(guided_fn, cond_fn, interval: GuidanceInterval | None, x, t):
+def _guide_in_interval(guided_fn, cond_fn, interval: GuidanceInterval | None, x, t, decision_time):
     """Applies ``guided_fn`` inside the interval and ``cond_fn`` outside it.
 
-    A scalar time (what :func:`~nnx_samplers.sample` passes) selects one branch with
-    ``lax.cond``, so unguided steps cost a single forward pass; per-sample times select
-    elementwise.
+    The interval is tested at ``decision_time`` (``t`` unless a solver fixed it, see
+    ``decided_at``). A scalar time (what :func:`~nnx_samplers.sample` passes) selects one
+    branch with ``lax.cond``, so unguided steps cost a single forward pass; per-sample times
+    select elementwise.
     """
     t = jnp.asarray(t)
+    decide = t if decision_time is None else jnp.asarray(decision_time)
     if interval is None:
         return guided_fn(x, t, None)
-    if t.ndim == 0:
+    if decide.ndim == 0:
         return jax.lax.cond(
-            interval.contains(t), lambda x: guided_fn(x, t, None), lambda x: cond_fn(x, t), x
+            interval.contains(decide), lambda x: guided_fn(x, t, None), lambda x: cond_fn(x, t), x
         )
-    return guided_fn(x, t, interval.contains(batch_time(t, x)))
+    return guided_fn(x, t, interval.contains(batch_time(decide, x)))
 
 
 @dataclass(frozen=True)
@@ -130,7 +135,11 @@ class ClassifierFreeGuidance:
       interval: guide only for ``t`` in ``[t_lo, t_hi]``; ``None`` guides every step.
       guided_channels: ``None`` (default) guides all channels; ``DIT_LEGACY_GUIDED_CHANNELS``
         reproduces DiT/SiT's 3-of-4-channel guidance (published FIDs; 1.5 on 3 channels
-        behaves like about 1.375 on 4).
+        behaves like about 1.375 on 4) and LightningDiT's 3-of-32 (its published scales 6.7 and
+        10 are for 3 guided channels; its interval ``t >= 0.11`` with t = 1 data is
+        ``GuidanceInterval(0.0, 0.89)`` here).
+      decision_time: the time at which ``interval`` is tested; ``None`` (default) tests the
+        evaluation time. Set by solvers through :meth:`decided_at`.
     """
 
     model: Network
@@ -139,6 +148,11 @@ class ClassifierFreeGuidance:
     scale: float | Array
     interval: GuidanceInterval | None = None
     guided_channels: int | None = None
+    decision_time: Array | None = None
+
+    def decided_at(self, time: Array) -> ClassifierFreeGuidance:
+        """This wrapper with the interval tested at ``time`` (REPA's Heun corrector)."""
+        return dataclasses.replace(self, decision_time=time)
 
     def __call__(self, x: Array, t: Array) -> Array:
         def guided(x: Array, t: Array, inside: Array | None) -> Array:
@@ -159,7 +173,7 @@ class ClassifierFreeGuidance:
         def conditional(x: Array, t: Array) -> Array:
             return self.model(x, batch_time(t, x), jnp.asarray(self.labels))
 
-        return _guide_in_interval(guided, conditional, self.interval, x, t)
+        return _guide_in_interval(guided, conditional, self.interval, x, t, self.decision_time)
 
 
 @dataclass(frozen=True)
@@ -179,6 +193,7 @@ class AutoGuidance:
       scale: guidance weight ``w`` (EDM2-S/512: 2.10; RAE: 1.42), scalar or ``(B,)``.
       interval: guide only for ``t`` in ``[t_lo, t_hi]``; ``None`` guides every step.
       guide_labels: labels for the guide; ``None`` means ``labels``.
+      decision_time: the time at which ``interval`` is tested (``None``: the evaluation time).
     """
 
     model: Network
@@ -187,6 +202,11 @@ class AutoGuidance:
     scale: float | Array
     interval: GuidanceInterval | None = None
     guide_labels: Array | None = None
+    decision_time: Array | None = None
+
+    def decided_at(self, time: Array) -> AutoGuidance:
+        """This wrapper with the interval tested at ``time`` (REPA's Heun corrector)."""
+        return dataclasses.replace(self, decision_time=time)
 
     def __call__(self, x: Array, t: Array) -> Array:
         labels = jnp.asarray(self.labels)
@@ -204,4 +224,4 @@ class AutoGuidance:
         def unguided(x: Array, t: Array) -> Array:
             return self.model(x, batch_time(t, x), labels)
 
-        return _guide_in_interval(guided, unguided, self.interval, x, t)
+        return _guide_in_interval(guided, unguided, self.interval, x, t, self.decision_time)

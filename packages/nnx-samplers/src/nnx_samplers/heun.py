@@ -33,13 +33,25 @@ class Heun:
         no corrector, so the field is never evaluated at ``t = 0`` where x0-, score- and
         EDM-denoiser-based fields are singular; ``2N - 1`` NFE) or ``"heun"`` (correct
         every step, ``2N`` NFE; fine for velocity fields, which are finite at 0).
+      guidance_decision: ``"evaluation"`` (default: a guidance wrapper with an interval tests
+        each evaluation's own time) or ``"step_start"`` (REPA's ``euler_sampler`` with
+        ``heun=True`` in sihyeong/REPA ``samplers.py``: the corrector at ``t_next`` is guided
+        iff the step's start ``t`` is in the interval; applied through the wrapper's
+        ``decided_at``, a no-op for fields without one). They differ only on the step that
+        crosses an end of the interval.
     """
 
     final_step: Literal["euler", "heun"] = "euler"
+    guidance_decision: Literal["evaluation", "step_start"] = "evaluation"
 
     def __post_init__(self) -> None:
         if self.final_step not in ("euler", "heun"):
             raise ValueError(f'Heun.final_step must be "euler" or "heun"; got {self.final_step!r}.')
+        if self.guidance_decision not in ("evaluation", "step_start"):
+            raise ValueError(
+                'Heun.guidance_decision must be "evaluation" or "step_start"; '
+                f"got {self.guidance_decision!r}."
+            )
 
     def init(self, field: VectorField, x: Array, times: Array) -> tuple[()]:
         return ()
@@ -50,9 +62,12 @@ class Heun:
         h = t_next - t
         velocity = field(x, t)
         predicted = x + h * velocity
+        corrector_field = field
+        if self.guidance_decision == "step_start" and hasattr(field, "decided_at"):
+            corrector_field = field.decided_at(t)
 
         def corrected(predicted: Array) -> Array:
-            return x + 0.5 * h * (velocity + field(predicted, t_next))
+            return x + 0.5 * h * (velocity + corrector_field(predicted, t_next))
 
         if self.final_step == "heun":
             return corrected(predicted), state, jnp.int32(2)

@@ -96,36 +96,36 @@ def global_batch(
     """
 
     def to_global(path: Any, array: Any) -> jax.Array:
-        array = np.asarray(array) if not isinstance(array, jax.Array) else array
-        where = f"batch leaf {jax.tree_util.keystr(path, simple=True, separator='.') or '<root>'}"
-        if array.ndim == 0:
-            raise ShardingError(
-                f"{where} is a scalar; global_batch needs a leading batch dimension. "
-                "Pass scalars to the step as ordinary arguments instead."
-            )
-        names = (tuple(logical_axes) + (None,) * array.ndim)[: array.ndim]
-        batch_axes = axes_tuple(rules.activations.get(names[0]) if names[0] else None)
-        local_shards, total_shards = local_batch_shards(mesh, batch_axes)
-        rows = array.shape[0]
-        if rows % local_shards:
-            raise ShardingError(
-                f"{where}: the host-local batch of {rows} rows does not divide into the "
-                f"{local_shards} batch slices this process holds (mesh axes {batch_axes} = "
-                f"{ {axis: mesh.shape[axis] for axis in batch_axes} }, {total_shards} slices in "
-                f"all over {jax.process_count()} process(es)). Use a per-process batch that is "
-                f"a multiple of {local_shards}."
-            )
-        global_shape = (rows * total_shards // local_shards, *array.shape[1:])
-        spec = logical_to_spec(
-            names,
-            global_shape,
-            array.dtype,
-            mesh=mesh,
-            rules=rules,
-            table="activations",
-            where=where,
-        )
-        sharding = NamedSharding(mesh, spec)
-        return jax.make_array_from_process_local_data(sharding, array, global_shape)
+        return _global_leaf(path, array, mesh=mesh, rules=rules, logical_axes=logical_axes)
 
     return jax.tree_util.tree_map_with_path(to_global, local)
+
+
+def _global_leaf(
+    path: Any, array: Any, *, mesh: Mesh, rules: Rules, logical_axes: Sequence[str | None]
+) -> jax.Array:
+    """One leaf of `global_batch`: this process's rows -> the global, sharded array."""
+    array = np.asarray(array) if not isinstance(array, jax.Array) else array
+    where = f"batch leaf {jax.tree_util.keystr(path, simple=True, separator='.') or '<root>'}"
+    if array.ndim == 0:
+        raise ShardingError(
+            f"{where} is a scalar; global_batch needs a leading batch dimension. "
+            "Pass scalars to the step as ordinary arguments instead."
+        )
+    names = (tuple(logical_axes) + (None,) * array.ndim)[: array.ndim]
+    batch_axes = axes_tuple(rules.activations.get(names[0]) if names[0] else None)
+    local_shards, total_shards = local_batch_shards(mesh, batch_axes)
+    rows = array.shape[0]
+    if rows % local_shards:
+        raise ShardingError(
+            f"{where}: the host-local batch of {rows} rows does not divide into the "
+            f"{local_shards} batch slices this process holds (mesh axes {batch_axes} = "
+            f"{ {axis: mesh.shape[axis] for axis in batch_axes} }, {total_shards} slices in "
+            f"all over {jax.process_count()} process(es)). Use a per-process batch that is "
+            f"a multiple of {local_shards}."
+        )
+    global_shape = (rows * total_shards // local_shards, *array.shape[1:])
+    spec = logical_to_spec(
+        names, global_shape, array.dtype, mesh=mesh, rules=rules, table="activations", where=where
+    )
+    return jax.make_array_from_process_local_data(NamedSharding(mesh, spec), array, global_shape)

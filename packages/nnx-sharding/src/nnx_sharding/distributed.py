@@ -50,6 +50,31 @@ def process_info() -> ProcessInfo:
     )
 
 
+def _check_explicit(
+    coordinator_address: str | None, num_processes: int | None, process_id: int | None
+) -> list[str]:
+    """The names of the explicit arguments given: all three or none, ``process_id`` in range."""
+    explicit = {
+        "coordinator_address": coordinator_address,
+        "num_processes": num_processes,
+        "process_id": process_id,
+    }
+    given = [name for name, value in explicit.items() if value is not None]
+    if given and len(given) != len(explicit):
+        missing = [name for name in explicit if name not in given]
+        raise ValueError(
+            f"initialize_distributed got {given} but not {missing}. Give all three of "
+            "coordinator_address, num_processes and process_id, or none of them to detect the "
+            "cluster (TPU pod, SLURM, Open MPI, GKE) from the environment."
+        )
+    if given and not 0 <= process_id < num_processes:  # type: ignore[operator]
+        raise ValueError(
+            f"process_id must be in [0, {num_processes}), got {process_id}; number the "
+            "processes 0 .. num_processes - 1 with 0 on the coordinator."
+        )
+    return given
+
+
 def initialize_distributed(
     *,
     coordinator_address: str | None = None,
@@ -81,24 +106,7 @@ def initialize_distributed(
         out of range.
       RuntimeError: no arguments and no cluster environment detected.
     """
-    explicit = {
-        "coordinator_address": coordinator_address,
-        "num_processes": num_processes,
-        "process_id": process_id,
-    }
-    given = [name for name, value in explicit.items() if value is not None]
-    if given and len(given) != len(explicit):
-        missing = [name for name in explicit if name not in given]
-        raise ValueError(
-            f"initialize_distributed got {given} but not {missing}. Give all three of "
-            "coordinator_address, num_processes and process_id, or none of them to detect the "
-            "cluster (TPU pod, SLURM, Open MPI, GKE) from the environment."
-        )
-    if given and not 0 <= process_id < num_processes:  # type: ignore[operator]
-        raise ValueError(
-            f"process_id must be in [0, {num_processes}), got {process_id}; number the "
-            "processes 0 .. num_processes - 1 with 0 on the coordinator."
-        )
+    given = _check_explicit(coordinator_address, num_processes, process_id)
     if jax.distributed.is_initialized():
         return process_info()
     try:

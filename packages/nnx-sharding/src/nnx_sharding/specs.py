@@ -79,49 +79,70 @@ def logical_to_spec(
         )
     mapping = rules.params if table == "params" else rules.activations
     if table == "params":
-        # Names are checked before the size threshold so that a typo never hides.
-        for dim, name in enumerate(logical_axes):
-            if name is not None and name not in mapping:
-                raise ShardingError(
-                    f"{where}: logical axis {name!r} (dimension {dim}) is not in the "
-                    f"{rules.name!r} rules, which know {sorted(mapping)}. Fix the name in the "
-                    f"model, or extend the rules: rules.with_params({name}=None)."
-                )
+        _check_param_names(logical_axes, mapping, rules, where)
         if _nbytes(shape, dtype) < rules.min_shard_bytes:
             return PartitionSpec()
     used: set[str] = set()
     entries: list[MeshAxes] = []
     for dim, (name, size) in enumerate(zip(logical_axes, shape)):
-        if name is None or name not in mapping:
-            entries.append(None)
-            continue
-        axes = tuple(axis for axis in axes_tuple(mapping[name]) if axis not in used)
-        missing = [axis for axis in axes if axis not in mesh.shape]
-        if missing:
-            raise ShardingError(
-                f"{where}: rules {rules.name!r} send {name!r} to mesh axes {missing}, which "
-                f"the mesh {dict(mesh.shape)} does not have. Build the mesh with "
-                "nnx_sharding.make_mesh, which defines all of data, fsdp, sequence, tensor."
-            )
-        num_shards = math.prod(mesh.shape[axis] for axis in axes)
-        if size % num_shards:
-            if rules.indivisible == "replicate":
-                entries.append(None)
-                continue
-            raise ShardingError(
-                f"{where}: dimension {dim} ({name!r}, size {size}) of shape {shape} does not "
-                f"divide the {num_shards} shards of mesh axes {axes} "
-                f"({ {axis: mesh.shape[axis] for axis in axes} }) under rules {rules.name!r}. "
-                "Change the mesh sizes or this dimension (model width, batch, tokens) so "
-                "that it divides, or use "
-                "dataclasses.replace(rules, indivisible='replicate') to leave such "
-                "dimensions unsharded."
-            )
+        axes = _dimension_axes(dim, name, size, shape, mapping, used, mesh, rules, where)
         used.update(axes)
         entries.append(None if not axes else axes[0] if len(axes) == 1 else axes)
     if all(entry is None for entry in entries):
         return PartitionSpec()
     return PartitionSpec(*entries)
+
+
+def _check_param_names(
+    logical_axes: tuple[str | None, ...], mapping: Any, rules: Rules, where: str
+) -> None:
+    """Parameter names are checked before the size threshold so that a typo never hides."""
+    for dim, name in enumerate(logical_axes):
+        if name is not None and name not in mapping:
+            raise ShardingError(
+                f"{where}: logical axis {name!r} (dimension {dim}) is not in the "
+                f"{rules.name!r} rules, which know {sorted(mapping)}. Fix the name in the "
+                f"model, or extend the rules: rules.with_params({name}=None)."
+            )
+
+
+def _dimension_axes(
+    dim: int,
+    name: str | None,
+    size: int,
+    shape: tuple[int, ...],
+    mapping: Any,
+    used: set[str],
+    mesh: Mesh,
+    rules: Rules,
+    where: str,
+) -> tuple[str, ...]:
+    """The mesh axes that shard dimension ``dim`` (empty: unsharded); axes in ``used`` are
+    already taken by an earlier dimension of the same tensor."""
+    if name is None or name not in mapping:
+        return ()
+    axes = tuple(axis for axis in axes_tuple(mapping[name]) if axis not in used)
+    missing = [axis for axis in axes if axis not in mesh.shape]
+    if missing:
+        raise ShardingError(
+            f"{where}: rules {rules.name!r} send {name!r} to mesh axes {missing}, which "
+            f"the mesh {dict(mesh.shape)} does not have. Build the mesh with "
+            "nnx_sharding.make_mesh, which defines all of data, fsdp, sequence, tensor."
+        )
+    num_shards = math.prod(mesh.shape[axis] for axis in axes)
+    if size % num_shards == 0:
+        return axes
+    if rules.indivisible == "replicate":
+        return ()
+    raise ShardingError(
+        f"{where}: dimension {dim} ({name!r}, size {size}) of shape {shape} does not "
+        f"divide the {num_shards} shards of mesh axes {axes} "
+        f"({ {axis: mesh.shape[axis] for axis in axes} }) under rules {rules.name!r}. "
+        "Change the mesh sizes or this dimension (model width, batch, tokens) so "
+        "that it divides, or use "
+        "dataclasses.replace(rules, indivisible='replicate') to leave such "
+        "dimensions unsharded."
+    )
 
 
 def _variable_spec(path: Any, variable: nnx.Variable, mesh: Mesh, rules: Rules) -> PartitionSpec:

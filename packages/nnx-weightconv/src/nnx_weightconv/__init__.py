@@ -17,6 +17,11 @@ from nnx_weightconv.core import (
     squeeze_conv1x1_inv,
 )
 from nnx_weightconv.io import read_state_dict, restore_orbax, save_orbax
+from nnx_weightconv.specs.conventions import (
+    CHECKPOINT_CONVENTIONS,
+    CheckpointConvention,
+    checkpoint_convention,
+)
 from nnx_weightconv.specs.diffusers_dit import (
     check_tied_copies,
     diffusers_dit_buffer_keys,
@@ -37,6 +42,14 @@ from nnx_weightconv.specs.dit import (
     meanflow_dit_rules,
 )
 from nnx_weightconv.specs.dit_dh import dit_dh_buffer_keys, dit_dh_rules
+from nnx_weightconv.specs.edm import (
+    edm_prefix,
+    edm_resample_filters,
+    edm_unet_rules,
+    edm_variables,
+    export_edm_unet,
+    load_edm_unet,
+)
 from nnx_weightconv.specs.edm2 import (
     edm2_prefix,
     edm2_unet_rules,
@@ -94,6 +107,9 @@ __all__: list[str] = [
 ]
 
 __all__ += [  # specs: one per checkpoint family (rules, buffer keys, loaders, config readers)
+    "CHECKPOINT_CONVENTIONS",
+    "CheckpointConvention",
+    "checkpoint_convention",
     "DINOV2_LAYOUTS",
     "RAE_DECODER_LAYOUTS",
     "SD_VAE_ATTENTION_NAMES",
@@ -109,6 +125,12 @@ __all__ += [  # specs: one per checkpoint family (rules, buffer keys, loaders, c
     "dit_kwargs_from_diffusers_config",
     "dit_rules",
     "edm2_prefix",
+    "edm_prefix",
+    "edm_resample_filters",
+    "edm_unet_rules",
+    "edm_variables",
+    "export_edm_unet",
+    "load_edm_unet",
     "edm2_unet_rules",
     "edm2_variables",
     "export_edm2_unet",

@@ -155,6 +155,29 @@ def load_into(
         model parameter that no rule covers.
     """
     params = _param_paths(model, variables)
+    new_values, problems = _apply_rules(state_dict, rules, params)
+    used = {rule.source for rule in rules}
+    unexpected = sorted(k for k in state_dict if k not in used and k not in ignore)
+    uncovered = sorted(p for p in params if p not in {r.target for r in rules})
+    if strict and unexpected:
+        problems.append(f"unexpected in checkpoint ({len(unexpected)}): {', '.join(unexpected)}")
+    if strict and uncovered:
+        problems.append(f"model parameters not filled ({len(uncovered)}): {', '.join(uncovered)}")
+    if problems:
+        raise ConversionError(
+            "checkpoint does not match the model; check the architecture/preset and the file:\n  "
+            + "\n  ".join(problems)
+        )
+    for target, value in new_values.items():
+        var = params[target]
+        var.set_value(jnp.asarray(value, dtype=var.get_value().dtype))
+
+
+def _apply_rules(
+    state_dict: Mapping[str, Array], rules: list[Rule], params: dict
+) -> tuple[dict[str, Array], list[str]]:
+    """Each rule's transformed value by target path, and the problems found (missing keys,
+    mis-shaped values, rules whose target the model does not have)."""
     missing, misshaped, bad_targets = [], [], []
     new_values: dict[str, Array] = {}
     for rule in rules:
@@ -173,9 +196,6 @@ def load_into(
             )
             continue
         new_values[rule.target] = value
-    used = {rule.source for rule in rules}
-    unexpected = sorted(k for k in state_dict if k not in used and k not in ignore)
-    uncovered = sorted(p for p in params if p not in {r.target for r in rules})
     problems = []
     if missing:
         problems.append(f"missing in checkpoint ({len(missing)}): {', '.join(missing)}")
@@ -183,18 +203,7 @@ def load_into(
         problems.append(f"mis-shaped ({len(misshaped)}): {'; '.join(misshaped)}")
     if bad_targets:
         problems.append(f"rules naming no model parameter: {', '.join(bad_targets)}")
-    if strict and unexpected:
-        problems.append(f"unexpected in checkpoint ({len(unexpected)}): {', '.join(unexpected)}")
-    if strict and uncovered:
-        problems.append(f"model parameters not filled ({len(uncovered)}): {', '.join(uncovered)}")
-    if problems:
-        raise ConversionError(
-            "checkpoint does not match the model; check the architecture/preset and the file:\n  "
-            + "\n  ".join(problems)
-        )
-    for target, value in new_values.items():
-        var = params[target]
-        var.set_value(jnp.asarray(value, dtype=var.get_value().dtype))
+    return new_values, problems
 
 
 def export_state_dict(model: nnx.Module, rules: list[Rule], *, variables=nnx.Param) -> StateDict:

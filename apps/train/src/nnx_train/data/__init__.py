@@ -7,6 +7,7 @@ from nnx_train.data.encoded_images import IMAGE_FORMATS, EncodedImages
 from nnx_train.data.example_proto import encode_example, parse_example
 from nnx_train.data.imagefolder import ImageFolderSource, adm_center_crop, list_image_folder
 from nnx_train.data.latents import LatentSource
+from nnx_train.data.moving_digits import MovingDigitsSource
 from nnx_train.data.pipeline import RecordSource, make_iterator
 from nnx_train.data.synthetic import SyntheticSource
 from nnx_train.data.tarshards import count_samples, expand_shards, read_samples
@@ -34,6 +35,7 @@ __all__ = [
     "list_array_record_files",
     "list_image_folder",
     "load_digits_split",
+    "MovingDigitsSource",
     "make_iterator",
     "make_source_iterator",
     "parse_example",

@@ -11,7 +11,15 @@ from nnx_train.networks import MODEL_INPUT_KEYS
 
 __all__ = ["DATA_NAMES", "build_data_source", "check_data_fits_model"]
 
-DATA_NAMES = ("digits", "synthetic", "latents", "imagefolder", "arrayrecord", "webdataset")
+DATA_NAMES = (
+    "digits",
+    "moving_digits",
+    "synthetic",
+    "latents",
+    "imagefolder",
+    "arrayrecord",
+    "webdataset",
+)
 DATA_CONTENTS = ("pixels", "latents")
 
 
@@ -29,6 +37,8 @@ def build_data_source(config: ConfigDict, *, split: str = "train") -> sources.Re
             return sources.DigitsSource(
                 split=split, holdout_fraction=data.holdout_fraction, split_seed=data.split_seed
             )
+        case "moving_digits":
+            return sources.MovingDigitsSource(split=split, **section_kwargs(data))
         case "synthetic":
             return sources.SyntheticSource(**section_kwargs(data))
         case "latents":
@@ -60,6 +70,13 @@ def _build_container_source(data: ConfigDict, autoencoder: ConfigDict) -> source
                 resolution=data.resolution, horizontal_flip=data.horizontal_flip
             )
         case "latents":
+            if data.horizontal_flip:
+                raise ConfigError(
+                    f"data.horizontal_flip=True with {data.name} latent records: flips need the "
+                    "latents of flipped images; extract a latent folder with "
+                    "tools/extract_latents.py --flip (data.name='latents') or set "
+                    "data.horizontal_flip=False."
+                )
             codec = sources.LatentCodec(
                 posterior=data.posterior,
                 shift=tuple(autoencoder.shift),
@@ -74,20 +91,19 @@ def _build_container_source(data: ConfigDict, autoencoder: ConfigDict) -> source
     return sources.WebDatasetSource(codec=codec, **kwargs)
 
 
-def check_data_fits_model(
-    shape: tuple[int, int, int], num_classes: int, config: ConfigDict
-) -> None:
+def check_data_fits_model(shape: tuple[int, ...], num_classes: int, config: ConfigDict) -> None:
     """Raises a `ConfigError` when the data's shape or classes do not fit the model.
 
     The network's input keys come from `MODEL_INPUT_KEYS` (one entry per ``model.name``).
 
     Args:
-      shape: ``(H, W, C)`` of one record in model space (after any latent encoder).
+      shape: ``(H, W, C)`` of one record in model space (after any latent encoder), or
+        ``(F, H, W, C)`` for clips (the frames are checked).
       num_classes: number of classes of the data.
       config: the run config.
     """
     model = config.model
-    height, width, channels = shape
+    height, width, channels = shape[-3:]
     side_key, channels_key = MODEL_INPUT_KEYS.get(model.name) or (None, None)
     size = model.get(side_key, None) if side_key else None
     if size is not None and (height, width) != (size, size):

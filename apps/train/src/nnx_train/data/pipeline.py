@@ -84,6 +84,25 @@ def _check_rows(rows: Sequence[int], global_batch_size: int) -> tuple[int, ...]:
     return rows
 
 
+def _check_sizes(source: RecordSource, global_batch_size: int, process_count: int) -> None:
+    if global_batch_size <= 0:
+        raise ConfigError(
+            f"train.batch_size={global_batch_size}; set it to a positive number of images."
+        )
+    if global_batch_size % process_count:
+        raise ConfigError(
+            f"train.batch_size={global_batch_size} does not divide among {process_count} hosts; "
+            f"use a multiple of {process_count}."
+        )
+    if len(source) == 0:
+        raise DataError(f"The dataset {source!r} is empty; point data.path at a folder with data.")
+    if len(source) < global_batch_size:
+        raise DataError(
+            f"{source!r} has only {len(source)} records, fewer than its batch of "
+            f"{global_batch_size}; lower train.batch_size or use more data."
+        )
+
+
 def make_iterator(
     source: RecordSource,
     *,
@@ -118,22 +137,7 @@ def make_iterator(
       DataError: empty source, or fewer records than one global batch.
       ConfigError: the global batch is not positive or does not divide among the processes.
     """
-    if global_batch_size <= 0:
-        raise ConfigError(
-            f"train.batch_size={global_batch_size}; set it to a positive number of images."
-        )
-    if global_batch_size % process_count:
-        raise ConfigError(
-            f"train.batch_size={global_batch_size} does not divide among {process_count} hosts; "
-            f"use a multiple of {process_count}."
-        )
-    if len(source) == 0:
-        raise DataError(f"The dataset {source!r} is empty; point data.path at a folder with data.")
-    if len(source) < global_batch_size:
-        raise DataError(
-            f"{source!r} has only {len(source)} records, fewer than its batch of "
-            f"{global_batch_size}; lower train.batch_size or use more data."
-        )
+    _check_sizes(source, global_batch_size, process_count)
     if batch_rows is None:
         local = global_batch_size // process_count
         batch_rows = range(process_index * local, (process_index + 1) * local)

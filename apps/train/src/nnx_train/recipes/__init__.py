@@ -15,6 +15,9 @@ from nnx_train import tasks
 from nnx_train.constructors import unknown_name
 from nnx_train.errors import ConfigError
 from nnx_train.networks import build_model_factory
+from nnx_train.recipes.ddpm import ddpm_task
+from nnx_train.recipes.diffusion_forcing import diffusion_forcing_task
+from nnx_train.recipes.edm import edm_task
 from nnx_train.recipes.edm2 import edm2_task
 from nnx_train.recipes.inputs import RecipeInputs
 from nnx_train.recipes.interpolant import interpolant_task
@@ -26,20 +29,23 @@ __all__ = ["OBJECTIVE_NAMES", "RECIPES", "RecipeInputs", "build_task"]
 
 RECIPES: dict[str, Callable[[RecipeInputs], tasks.Task]] = {
     "interpolant": interpolant_task,
+    "ddpm": ddpm_task,
     "meanflow": meanflow_task,
+    "edm": edm_task,
     "edm2": edm2_task,
     "repa": repa_task,
     "rae_decoder": rae_decoder_task,
+    "diffusion_forcing": diffusion_forcing_task,
 }
 OBJECTIVE_NAMES = tuple(RECIPES)
 
 
-def build_task(config: ConfigDict, *, data_shape: tuple[int, int, int]) -> tasks.Task:
+def build_task(config: ConfigDict, *, data_shape: tuple[int, ...]) -> tasks.Task:
     """The `GeneratorTask` or `AutoencoderTask` of ``config.objective``.
 
     Args:
       config: the run config.
-      data_shape: ``(H, W, C)`` of one training example in model space.
+      data_shape: ``(H, W, C)`` (``(F, H, W, C)`` for clips) of one example in model space.
     """
     name = config.objective.name
     if name not in RECIPES:

@@ -18,13 +18,13 @@ class RecipeInputs:
 
     Attributes:
       config: the run config (``config.objective`` is the recipe's section).
-      data_shape: ``(H, W, C)`` of one training example in model space.
+      data_shape: ``(H, W, C)`` (``(F, H, W, C)`` for clips) of one example in model space.
       make_network: zero-argument constructor of ``config.model``.
       num_classes: ``model.num_classes`` (or ``data.num_classes`` when the model has none).
     """
 
     config: ConfigDict
-    data_shape: tuple[int, int, int]
+    data_shape: tuple[int, ...]
     make_network: Callable[[], nnx.Module]
     num_classes: int
 

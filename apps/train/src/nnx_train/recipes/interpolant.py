@@ -36,16 +36,18 @@ def _prediction(name: str) -> no.Prediction:
 
 
 def build_time_distribution(section: ConfigDict, *, time_shift: float) -> no.TimeDistribution:
-    """Training-time law of ``objective`` followed by the shared ``time_shift``."""
-    match section.time_distribution:
+    """``objective.time_distribution`` (`nnx_train.sections.time_distribution`) followed by the
+    shared ``time_shift``."""
+    times = section.time_distribution
+    match times.name:
         case "uniform":
-            reject_ignored("objective", section, "time_distribution='uniform'", time_mean=0.0)
-            reject_ignored("objective", section, "time_distribution='uniform'", time_std=1.0)
+            where = "objective.time_distribution"
+            reject_ignored(where, times, "time_distribution.name='uniform'", mean=0.0, std=1.0)
             law = no.UniformTime()
         case "logit_normal":
-            law = no.LogitNormalTime(mean=section.time_mean, std=section.time_std)
+            law = no.LogitNormalTime(mean=times.mean, std=times.std)
         case _:
-            raise unknown_name("objective.time_distribution", section.time_distribution, TIME_NAMES)
+            raise unknown_name("objective.time_distribution.name", times.name, TIME_NAMES)
     if time_shift != 1.0:
         law = no.ShiftedTime(law, time_shift)
     return law

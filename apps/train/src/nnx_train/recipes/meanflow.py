@@ -8,10 +8,14 @@ say so (anything else would be silently ignored).
 
 from __future__ import annotations
 
+from ml_collections import ConfigDict
+
 import nnx_objectives as no
 import nnx_samplers as sp
+from nnx_objectives.meanflow import DROP_PLACEMENTS
 from nnx_train import tasks
-from nnx_train.constructors import reject_ignored
+from nnx_train.constructors import reject_ignored, unknown_name
+from nnx_train.errors import ConfigError
 from nnx_train.recipes.inputs import RecipeInputs
 from nnx_train.sampling import make_meanflow_generate
 
@@ -43,10 +47,23 @@ def _check_sampler(inputs: RecipeInputs) -> None:
     )
 
 
+def _meanflow_times(times: ConfigDict) -> no.LogitNormalTime:
+    """MeanFlow samples (r, t) from a logit-normal law (Geng et al. 2025, sec. 4.3)."""
+    if times.name != "logit_normal":
+        raise ConfigError(
+            f"objective.time_distribution.name={times.name!r}: the meanflow recipe samples "
+            "(r, t) from a logit-normal law; set --config.objective.time_distribution.name="
+            "logit_normal."
+        )
+    return no.LogitNormalTime(mean=times.mean, std=times.std)
+
+
 def meanflow_task(inputs: RecipeInputs) -> tasks.GeneratorTask:
     """MeanFlow objective (logit-normal times, adaptive weighting, optional CFG in training)."""
     _check_sampler(inputs)
     section = inputs.config.objective
+    if section.drop_placement not in DROP_PLACEMENTS:
+        raise unknown_name("objective.drop_placement", section.drop_placement, DROP_PLACEMENTS)
     guidance = None
     if section.omega != 1.0 or section.kappa != 0.0 or section.class_dropout > 0:
         guidance = no.MeanFlowGuidance(
@@ -56,9 +73,10 @@ def meanflow_task(inputs: RecipeInputs) -> tasks.GeneratorTask:
             t_min=section.guidance_t_min,
             t_max=section.guidance_t_max,
             label_dropout=section.class_dropout,
+            drop_placement=section.drop_placement,
         )
     objective = no.MeanFlowObjective(
-        time_distribution=no.LogitNormalTime(mean=section.time_mean, std=section.time_std),
+        time_distribution=_meanflow_times(section.time_distribution),
         equal_times_fraction=section.equal_times_fraction,
         adaptive_power=section.adaptive_power,
         adaptive_constant=section.adaptive_constant,

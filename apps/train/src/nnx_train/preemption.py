@@ -1,0 +1,93 @@
+"""Preemption: SIGTERM saves a checkpoint at the next step boundary, then the run exits 75.
+
+TPU VMs, SLURM (``scancel``, a time limit with ``--signal``), Kubernetes and most batch
+systems announce an eviction with SIGTERM and follow it with SIGKILL after a grace period.
+On SIGTERM the trainer finishes the step in flight, saves the state at that step (waiting
+for any asynchronous save before it), waits for the save to be committed, and raises
+`Preempted`; the command line prints one line and exits with `PREEMPTED_EXIT_STATUS` (75,
+``EX_TEMPFAIL`` of BSD ``sysexits.h``: "temporary failure, the user is invited to retry"),
+so a job script can requeue on 75 and treat 2 (bad input) as final. SIGINT (Ctrl-C) keeps
+its own status, 130.
+
+With several processes every process must save the same step. JAX's preemption service
+(``jax.distributed``; on by default) catches SIGTERM on any host, agrees on a step with the
+others, and `jax.experimental.multihost_utils.reached_preemption_sync_point` returns True on
+every process at that same step (JAX docs, "Preemption notice"); the trainer asks it after
+every step. With one process the Python handler below sets a flag instead.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from typing import Any
+
+import jax
+
+__all__ = ["PREEMPTED_EXIT_STATUS", "Preempted", "PreemptionWatch"]
+
+log = logging.getLogger(__name__)
+
+PREEMPTED_EXIT_STATUS = 75
+
+
+class Preempted(Exception):
+    """The run stopped for a preemption notice after saving ``step`` (``None``: nothing new
+    to save, the last checkpoint on disk is current)."""
+
+    def __init__(self, step: int | None) -> None:
+        self.step = step
+        where = "" if step is None else f" at step {step}"
+        super().__init__(
+            f"preempted (SIGTERM): stopped{where} with the checkpoint saved; resume with the "
+            "same command."
+        )
+
+
+class PreemptionWatch:
+    """Notices a preemption: `install` before the loop, `requested(step)` after each step,
+    `uninstall` at the end (restores the previous SIGTERM handler)."""
+
+    def __init__(self) -> None:
+        self._flag = threading.Event()
+        self._previous: Any = None
+        self._installed = False
+        self._multihost = False
+
+    def install(self) -> None:
+        if jax.process_count() > 1:
+            self._multihost = True
+            return  # JAX's own SIGTERM notifier is installed; do not replace it
+        if threading.current_thread() is not threading.main_thread():
+            return  # signal handlers can only be set from the main thread
+        self._previous = signal.signal(signal.SIGTERM, self._on_sigterm)
+        self._installed = True
+
+    def _on_sigterm(self, signum: int, frame: Any) -> None:
+        self._flag.set()
+
+    def requested(self, step: int) -> bool:
+        """Whether to save and stop after ``step`` (every process must call it every step)."""
+        if self._multihost:
+            from jax.experimental import multihost_utils
+
+            try:
+                return bool(multihost_utils.reached_preemption_sync_point(step))
+            except RuntimeError:  # the service is off (jax_enable_preemption_service=False)
+                log.warning(
+                    "JAX's preemption service is off (jax_enable_preemption_service): a SIGTERM "
+                    "ends this multi-process run without a final checkpoint."
+                )
+                self._multihost = False
+                return False
+        return self._flag.is_set()
+
+    def pending(self) -> bool:
+        """A notice received outside the loop (one process only; see `requested`)."""
+        return self._flag.is_set()
+
+    def uninstall(self) -> None:
+        if self._installed:
+            signal.signal(signal.SIGTERM, self._previous)
+            self._installed = False
