@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ast
 import importlib.metadata
+import os
 import pathlib
 import re
 import shutil
@@ -246,3 +247,29 @@ def test_library_pip_installs_next_to_the_locked_jax(tmp_path):
     installed_jax, public_names = result.stdout.split()
     assert installed_jax == jax_version, f"pip replaced jax {jax_version} by {installed_jax}"
     assert int(public_names) > 0
+
+
+def test_pip_builds_a_package_without_an_index_once_uv_build_is_installed(tmp_path):
+    """The README's pip-alone path for an index that lacks ``uv_build``: install the backend
+    once, then ``pip install --no-build-isolation`` builds the package with no index at all
+    (``--no-index``; ``--no-deps`` because jax is not what is tested here)."""
+    uv = shutil.which("uv")
+    venv = tmp_path / "venv"
+    subprocess.run(
+        [uv, "venv", "--quiet", "--seed", "--python", sys.executable, str(venv)], check=True
+    )
+    python = venv / "bin" / "python"
+    build_system = tomllib.loads((ROOT / "packages" / "nnx-fid" / "pyproject.toml").read_text())
+    (backend,) = build_system["build-system"]["requires"]
+    subprocess.run([uv, "pip", "install", "--quiet", "--python", str(python), backend], check=True)
+    # An activated venv: uv_build finds its `uv-build` program on PATH (PEP 517 hooks).
+    env = {**os.environ, "PATH": f"{venv / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}"}
+    result = subprocess.run(
+        [str(python), "-m", "pip", "install", "--quiet", "--no-index", "--no-build-isolation",
+         "--no-deps", str(ROOT / "packages" / "nnx-fid")],
+        capture_output=True, text=True, env=env,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    check = "import importlib.metadata as m; print(m.version('nnx-fid'))"
+    version = subprocess.run([str(python), "-c", check], capture_output=True, text=True)
+    assert version.stdout.strip() == build_system["project"]["version"], version.stderr

@@ -130,3 +130,17 @@ def test_04_fid_metrics():
     assert metrics["good"]["recall"] > metrics["noise"]["recall"]
     direct = value(r"frechet_distance on the noise batch: {n}", out)
     assert math.isclose(direct, metrics["noise"]["fid"], rel_tol=1e-3)
+
+
+@pytest.mark.parametrize("page", sorted(p.name for p in TUTORIALS.glob("[0-9][0-9]_*.md")))
+def test_page_names_only_what_its_script_uses(page):
+    # Each API link of a page's introduction (outside parentheses) must be used by the
+    # script's code, comments excluded: tutorial 1's page once said it scores with
+    # DigitsEvaluator, which its script never calls.
+    intro = (TUTORIALS / page).read_text().split("\n\n")[1]
+    script = (TUTORIALS / page.replace(".md", ".py")).read_text()
+    code = "\n".join(line.split("#")[0] for line in script.splitlines())
+    names = re.findall(r"\[`([\w.]+)`\]\[[\w.]+\]", re.sub(r"\([^)]*\)", "", intro))
+    assert names, page
+    for name in (n.split(".")[-1] for n in names):
+        assert re.search(rf"\b{name}\b", code), f"{page} names {name}, which its script never uses"

@@ -303,3 +303,17 @@ def test_encode_normalise_sample_decode_chain(reconstruction):
     assert tokens.shape == latents.shape == sampled.shape == (2, 4, 4, 32)
     assert tokens.dtype == latents.dtype == sampled.dtype == jnp.float32
     assert decoded.shape == (2, 16, 16, 3) and decoded.dtype == jnp.uint8
+
+
+def test_a_broken_inception_file_stops_the_run_before_any_sample(generation, tmp_path):
+    # The Inception and the reference batch are read before sampling starts: a bad file must
+    # not surface after every sample has been generated.
+    config = generation["config"].copy_and_resolve_references()
+    broken = tmp_path / "fid_inception.safetensors"
+    broken.write_bytes(b"not a safetensors file")
+    config.checkpoints.inception = {"path": str(broken), "url": "hf://o/r/fid_inception"}
+    workdir = tmp_path / "run"
+    with pytest.raises(Exception) as error:  # noqa: PT011 - the reader's own error type
+        run(config, workdir)
+    assert not isinstance(error.value, AssertionError)
+    assert not list((workdir / "samples").glob("shard_*")), "sampled before reading Inception"

@@ -226,6 +226,9 @@ def run_generation(config, workdir: pathlib.Path) -> dict:
     )
     grid = build_grid(config.sampler, config.time_shift)
     store.check_fingerprint(_generation_fingerprint(config, files))
+    # Every weight file is loaded and checked before the first sample: a wrong Inception or
+    # reference batch must not surface only after hours of sampling.
+    scorer = _metric_inputs(config, files, mesh) if config.task == "generate" else None
     report = None
     if store.missing_shards():  # a finished run goes straight to the metrics
         generate_batch = _generate_batch(config, files, grid, mesh)
@@ -242,7 +245,7 @@ def run_generation(config, workdir: pathlib.Path) -> dict:
     results = _generation_summary(config, grid, store, report)
     results["grid"] = str(grid_path)
     if config.task == "generate":
-        results.update(_generation_metrics(config, files, store, mesh))
+        results.update(_generation_metrics(config, store, *scorer))
     results["seconds"] = time.perf_counter() - start
     write_json(workdir / f"results_{config.task}.json", results)
     return results
@@ -255,11 +258,18 @@ def _inception_extractor(config, files, mesh) -> InceptionFeatures:
     return InceptionFeatures(inception, front_end=config.metrics.front_end, mesh=mesh)
 
 
-def _generation_metrics(config, files, store: ShardStore, mesh) -> dict:
+def _metric_inputs(config, files, mesh) -> tuple:
+    """``(extractor, reference, reference name)``: the Inception (weights read and checked)
+    and the reference batch, loaded before any sampling."""
+    reference, reference_name = _reference(config, files, config.image_size)
+    return _inception_extractor(config, files, mesh), reference, reference_name
+
+
+def _generation_metrics(
+    config, store: ShardStore, extractor, reference, reference_name: str
+) -> dict:
     """ADM metrics of the stored samples against the reference batch."""
     workdir = store.directory.parent
-    extractor = _inception_extractor(config, files, mesh)
-    reference, reference_name = _reference(config, files, config.image_size)
     reference_features = None
     if reference.images is not None:
         reference_features = cached_features(

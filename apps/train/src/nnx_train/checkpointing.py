@@ -144,6 +144,8 @@ class Checkpointer:
       keep_period: also keep every checkpoint whose step is a multiple of this (0: none).
       async_save: write arrays in a background thread.
       model_name: recorded in the manifest and checked on restore.
+      read_only: open for `restore` only (``sample`` / ``evaluate``): nothing is created,
+        cleaned up, renamed or saved, so a run training in the same workdir is not touched.
     """
 
     def __init__(
@@ -154,6 +156,7 @@ class Checkpointer:
         keep_period: int = 0,
         async_save: bool = True,
         model_name: str = "",
+        read_only: bool = False,
     ) -> None:
         if keep < 1:
             raise ConfigError(
@@ -164,16 +167,18 @@ class Checkpointer:
         remote = "://" in directory
         self.directory = epath.Path(directory if remote else os.path.abspath(directory))
         self.model_name = model_name
+        self.read_only = read_only
         if remote and jax.process_index() == 0:
             warn_uncommitted(self.directory, COMMIT_MARKER)
         options = ocp.CheckpointManagerOptions(
             max_to_keep=keep,
             keep_period=keep_period or None,
             enable_async_checkpointing=async_save,
-            create=True,
+            create=not read_only,
             # On a bucket a step folder without its commit marker counts as temporary and
             # orbax would delete it on open: it is reported instead and left in place.
-            cleanup_tmp_directories=not remote,
+            cleanup_tmp_directories=not (remote or read_only),
+            read_only=read_only,
         )
         try:
             self.manager = ocp.CheckpointManager(
@@ -222,13 +227,14 @@ class Checkpointer:
         except Exception as err:  # noqa: BLE001 - one line for disk full / no permission
             raise write_error(err, self.directory) or err from err
 
-    def restore(self, abstract_state: Any, data_iterator: Any) -> Any:
-        """Restores the newest readable checkpoint into ``abstract_state``'s layout.
+    def restore(self, abstract_state: Any, data_iterator: Any, *, step: int | None = None) -> Any:
+        """Restores the newest readable checkpoint (or ``step``) into ``abstract_state``'s layout.
 
         Args:
           abstract_state: the `TrainState` with ``jax.ShapeDtypeStruct`` leaves carrying the
             target shardings (the mesh may differ from the one that saved).
           data_iterator: the Grain iterator; its position is set in place.
+          step: restore this step only (default: the newest readable one).
 
         Returns:
           The restored `TrainState`.
@@ -239,14 +245,20 @@ class Checkpointer:
         expected = _manifest(abstract_state, self.model_name)["arrays"]
         failures = []
         steps = self.all_steps()
-        for step in reversed(steps):
+        if step is not None and step not in steps:
+            raise CheckpointError(
+                f"No checkpoint of step {step} in {self.directory}; saved steps: "
+                f"{', '.join(map(str, steps)) or 'none'}. Pick one of them with --step."
+            )
+        for candidate in reversed(steps if step is None else [step]):
             try:
-                state, position = self._read_step(step, abstract_state, expected)
+                state, position = self._read_step(candidate, abstract_state, expected)
             except _Untrusted as reason:
-                self._reject(failures, step, str(reason))
+                self._reject(failures, candidate, str(reason))
                 continue
             data_iterator.set_state(position)
-            self._set_aside([s for s in steps if s > step])
+            if not self.read_only:
+                self._set_aside([s for s in steps if s > candidate])
             return state
         raise CheckpointError(
             f"No readable checkpoint in {self.directory}: "

@@ -1,9 +1,12 @@
-"""Metrics sinks: a JSONL file always, Weights & Biases when a key is configured.
+"""Metrics sinks: a JSONL file always, Weights & Biases in the configured mode.
 
-wandb is imported lazily (1-2 s) and only when used. Without ``WANDB_API_KEY`` it runs in
-the configured offline or disabled mode, because ``wandb.init`` raises "No API key
-configured" otherwise (wandb 0.31.0). The key is read by wandb from the environment and
-never written by this module.
+``logging.wandb_mode`` decides (``WANDB_MODE`` in the environment, wandb's own switch, wins
+when set): ``disabled`` (no wandb), ``offline`` (files under ``workdir/wandb``, upload later
+with ``wandb sync``; a key is not needed and not used) or ``online``, which needs a key
+(``WANDB_API_KEY`` or ``wandb login``) and the wandb server: `check_wandb` refuses ``online``
+without either, in one line, before anything is built (it does not fall back to offline).
+wandb is imported lazily (1-2 s) and only when used; the key is read by wandb from the
+environment and never written by this module.
 """
 
 from __future__ import annotations
@@ -12,31 +15,70 @@ import json
 import logging
 import math
 import os
+import socket
 from typing import Any
+from urllib.parse import urlparse
 
 import numpy as np
 
-__all__ = ["MetricsLogger", "read_jsonl", "wandb_mode"]
+__all__ = ["MetricsLogger", "check_wandb", "read_jsonl", "wandb_mode"]
 
 log = logging.getLogger(__name__)
 
 WANDB_MODES: tuple[str, ...] = ("online", "offline", "disabled")
+CONNECT_TIMEOUT_S = 5.0
 
 
 def wandb_mode(configured: str) -> str:
-    """``online`` when ``WANDB_API_KEY`` is set (and not disabled), else the configured
-    ``offline`` / ``disabled``; ``WANDB_MODE`` in the environment wins."""
+    """The configured mode; ``WANDB_MODE`` in the environment wins when it names a mode. A
+    ``WANDB_API_KEY`` changes nothing: it is only used in ``online`` mode."""
     if configured not in WANDB_MODES:
         from nnx_train.errors import ConfigError
 
         raise ConfigError(f"logging.wandb_mode={configured!r}; use one of {WANDB_MODES}.")
     if os.environ.get("WANDB_MODE") in WANDB_MODES:
         return os.environ["WANDB_MODE"]
-    if configured == "disabled":
-        return "disabled"
+    return configured
+
+
+def _has_key(host: str) -> bool:
     if os.environ.get("WANDB_API_KEY"):
-        return "online"
-    return "offline" if configured == "offline" else "disabled"
+        return True
+    netrc = os.environ.get("NETRC", os.path.expanduser("~/.netrc"))  # where `wandb login` writes
+    try:
+        with open(netrc) as handle:
+            return host in handle.read()
+    except OSError:
+        return False
+
+
+def check_wandb(configured: str) -> str:
+    """The effective mode; for ``online``, checks the key and that the server answers.
+
+    Raises:
+      ConfigError: ``online`` without a key, or the wandb server cannot be reached within
+        `CONNECT_TIMEOUT_S` (``WANDB_BASE_URL``, default https://api.wandb.ai).
+    """
+    from nnx_train.errors import ConfigError
+
+    mode = wandb_mode(configured)
+    if mode != "online":
+        return mode
+    fix = "or set --config.logging.wandb_mode=offline (upload later with `wandb sync`)"
+    url = urlparse(os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai"))
+    if not _has_key(str(url.hostname)):
+        raise ConfigError(
+            f"wandb_mode='online' needs WANDB_API_KEY or `wandb login`; set one, {fix}."
+        )
+    port = url.port or (443 if url.scheme == "https" else 80)
+    try:
+        socket.create_connection((url.hostname, port), timeout=CONNECT_TIMEOUT_S).close()
+    except OSError as err:
+        raise ConfigError(
+            f"wandb_mode='online' but the wandb server {url.hostname}:{port} cannot be reached "
+            f"({err.strerror or err}); check the network {fix}."
+        ) from None
+    return mode
 
 
 def _plain(value: Any) -> Any:

@@ -1,4 +1,5 @@
-"""Progress bar with images per second and ETA (tqdm), quiet on hosts other than 0."""
+"""Progress bar with images per second and ETA (tqdm), quiet on hosts other than 0; one
+line per logged step instead when the bar is off (``logging.progress_bar=False``)."""
 
 from __future__ import annotations
 
@@ -17,7 +18,8 @@ class Progress:
       batch_size: global images per step.
       enabled: False hides the bar (other hosts, tests).
       messages: print `write` lines to stderr when the bar is hidden (process 0 with
-        ``logging.progress_bar=False``: warnings must not vanish with the bar).
+        ``logging.progress_bar=False``: warnings must not vanish with the bar), and one
+        line per `update` in place of the bar.
     """
 
     def __init__(
@@ -31,6 +33,7 @@ class Progress:
     ) -> None:
         self.batch_size = batch_size
         self.messages = messages
+        self.total_steps = total_steps
         self._bar = None
         self._last_time = time.perf_counter()
         self._last_step = start_step
@@ -59,6 +62,13 @@ class Progress:
             if loss is not None:
                 postfix["loss"] = f"{loss:.4f}"
             self._bar.set_postfix(postfix, refresh=False)
+        elif self.messages:
+            shown = "" if loss is None else f" loss {loss:.4f},"
+            print(
+                f"step {step}/{self.total_steps}:{shown} {self.images_per_second:.0f} img/s",
+                file=sys.stderr,
+                flush=True,
+            )
         self._last_time, self._last_step = now, step
         return self.images_per_second
 

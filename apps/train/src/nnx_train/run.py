@@ -22,7 +22,7 @@ from nnx_train.checkpointing import Checkpointer
 from nnx_train.data import make_source_iterator
 from nnx_train.ema import ema_name, init_ema
 from nnx_train.ema_snapshots import SnapshotWriter, check_power_ema, snapshot_directory
-from nnx_train.errors import ConfigError, NonFiniteError
+from nnx_train.errors import CheckpointError, ConfigError, NonFiniteError
 from nnx_train.metrics_log import MetricsLogger
 from nnx_train.multihost import host_array, process_batch_rows
 from nnx_train.pictures import display_uint8, save_image_grid
@@ -38,14 +38,31 @@ NONFINITE_POLICIES = ("skip", "stop")
 
 
 class Run:
-    """The pieces of one run that the loop and its helpers share."""
+    """The pieces of one run that the loop and its helpers share.
 
-    def __init__(self, config: ConfigDict, workdir: str) -> None:
+    Args:
+      config: the resolved config.
+      workdir: the run folder.
+      step: restore this checkpoint step (default: the newest readable one).
+      read_only: restore only (``sample`` / ``evaluate``): no run files are written, the
+        checkpoint folder is neither created nor cleaned, no EMA snapshot writer is opened,
+        and a workdir without a checkpoint is an error.
+    """
+
+    def __init__(
+        self,
+        config: ConfigDict,
+        workdir: str,
+        *,
+        step: int | None = None,
+        read_only: bool = False,
+    ) -> None:
         self.config = config
         self.workdir = workdir
         self.is_main = jax.process_index() == 0
         self.mesh, self.rules = build.build_mesh_and_rules(config.sharding)
-        write_run_files(workdir, config.to_dict(), self.mesh)
+        if not read_only:
+            write_run_files(workdir, config.to_dict(), self.mesh)
         batch_slices = self.mesh.shape["data"] * self.mesh.shape["fsdp"]
         if config.train.batch_size % batch_slices:
             raise ConfigError(
@@ -85,12 +102,12 @@ class Run:
             # The rows `global_batch` places on this process's devices, in its order.
             batch_rows=process_batch_rows(self.mesh, self.rules, config.train.batch_size),
         )
-        self._init_state()
+        self._init_state(step, read_only)
         self._init_frozen()
         self._init_autoencoder()
 
     # -- state -------------------------------------------------------------------------
-    def _init_state(self) -> None:
+    def _init_state(self, step: int | None = None, read_only: bool = False) -> None:
         import nnx_sharding as ns
 
         config, task, tx, decays = self.config, self.task, self.tx, self.decays
@@ -117,9 +134,15 @@ class Run:
             keep_period=config.checkpoint.keep_period,
             async_save=config.checkpoint.async_save,
             model_name=f"{config.model.name}:{config.objective.name}",
+            read_only=read_only,
         )
+        if read_only and self.checkpointer.latest_step() is None:
+            raise CheckpointError(
+                f"No checkpoint in {self.checkpointer.directory}; train first "
+                f"(uv run apps/train --workdir {self.workdir}) or pass the workdir of a run."
+            )
         self.snapshots = None
-        if config.ema.snapshot_every_steps:
+        if config.ema.snapshot_every_steps and not read_only:
             self.snapshots = SnapshotWriter(
                 snapshot_directory(config.ema, directory),
                 sigma_rels=self.sigma_rels,
@@ -134,7 +157,7 @@ class Run:
                 abstract,
                 self.shardings,
             )
-            self.state = self.checkpointer.restore(target, self.iterator)
+            self.state = self.checkpointer.restore(target, self.iterator, step=step)
             self.resumed_from = int(jax.device_get(self.state.step))
         else:
             self.state = jax.jit(init, out_shardings=self.shardings)()
@@ -212,14 +235,15 @@ class Run:
 
     def pixel_batches(
         self,
-        decay: float | str,
+        decay: float | str | None,
         labels: np.ndarray,
         *,
         batch_size: int,
         seed: int,
         guidance_scale: float | None = None,
     ) -> Iterator[np.ndarray]:
-        """Samples of the EMA ``decay`` (or the ``state.ema`` key ``decay``) for ``labels`` as
+        """Samples of the EMA ``decay`` (or the ``state.ema`` key ``decay``; ``None``: the raw
+        weights) for ``labels`` as
         pixel batches in [-1, 1], guided with ``guidance_scale`` (``None``:
         ``config.guidance.scale``).
 
@@ -229,7 +253,10 @@ class Run:
         """
         import nnx_sharding as ns
 
-        params = self.state.ema[decay if isinstance(decay, str) else ema_name(decay)]
+        if decay is None:
+            params = self.state.params
+        else:
+            params = self.state.ema[decay if isinstance(decay, str) else ema_name(decay)]
         preview = self._preview_for(guidance_scale)
         key = jax.random.key(seed)
 

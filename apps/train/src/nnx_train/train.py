@@ -82,8 +82,7 @@ def _start(
         enabled=run.is_main and config.logging.progress_bar,
         messages=run.is_main,
     )
-    if run.resumed_from is not None:
-        progress.write(f"Resumed from step {run.resumed_from} in {run.checkpointer.directory}.")
+    progress.write(start_line(run, last_step))
     return _Loop(
         run=run,
         evaluator=evaluator,
@@ -98,7 +97,31 @@ def _start(
     )
 
 
+def start_line(run: Run, last_step: int) -> str:
+    """What is trained, on which devices, from where: the first line of a run."""
+    config = run.config
+    devices = jax.devices()
+    mesh = " x ".join(f"{k}={v}" for k, v in run.mesh.shape.items() if v > 1) or "one device"
+    origin = (
+        "from scratch"
+        if run.resumed_from is None
+        else f"resumed from step {run.resumed_from} in {run.checkpointer.directory}"
+    )
+    return (
+        f"train {config.name}: {config.model.name} ({run.num_params / 1e6:.2f}M parameters), "
+        f"objective {config.objective.name}, data {config.data.name} {run.data_shape}, steps "
+        f"{run.resumed_from or 0}->{last_step} of batch {config.train.batch_size}; "
+        f"{len(devices)} {devices[0].platform} device(s) on {jax.process_count()} process(es), "
+        f"mesh {mesh}; {origin}; workdir {run.workdir}"
+    )
+
+
 def _evaluate_and_log(loop: _Loop) -> None:
+    eval_config = loop.run.config.eval
+    loop.progress.write(
+        f"evaluating step {loop.step} ({eval_config.name}): sampling {eval_config.num_samples} "
+        "images (the first evaluation compiles the sampler)..."
+    )
     loop.last_eval = evaluate(loop.run, loop.evaluator, loop.step)
     loop.logger.log(loop.step, {f"eval/{k}": v for k, v in loop.last_eval.items()})
 
@@ -136,6 +159,8 @@ def _run_steps(loop: _Loop) -> None:
     run = loop.run
     pending: list[dict] = []
     loop_start = time.perf_counter()
+    if loop.step < loop.last_step:
+        loop.progress.write(f"compiling the training step ({run.config.model.name}, jax.jit)...")
     try:
         if loop.preemption.pending():  # SIGTERM while building: the checkpoint is current
             raise Preempted(None)
@@ -147,6 +172,10 @@ def _run_steps(loop: _Loop) -> None:
                 if loop.first_step_seconds is None:
                     jax.block_until_ready(run.state.step)
                     loop.first_step_seconds = time.perf_counter() - tic
+                    loop.progress.write(
+                        f"compiled the training step and ran step {loop.step + 1} in "
+                        f"{loop.first_step_seconds:.1f} s"
+                    )
                 pending.append(metrics)
                 loop.step += 1
                 pending = _after_step(loop, pending)
