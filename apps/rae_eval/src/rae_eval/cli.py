@@ -17,8 +17,8 @@ from collections.abc import Sequence
 
 from ml_collections import ConfigDict
 
-from rae_eval.config_files import describe_config_files, load_config_file
-from rae_eval.errors import ConfigError
+from nnx_train.config_files import describe_config_files, load_config_file
+from nnx_train.errors import ConfigError
 
 __all__ = ["main", "parse_args", "usage"]
 

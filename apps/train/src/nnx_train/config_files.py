@@ -8,6 +8,7 @@ The arguments a file accepts are read from its source: a module-level ``ARGUMENT
 ``{argument: description}`` or a sequence of names) when there is one, otherwise every string
 that ``get_config`` compares its parameter with (``arg == "tiny"``,
 ``variant in ("cfg", "reconstruct")``). ``--help`` lists them with `describe_config_files`.
+Both apps (apps/train and apps/rae_eval) read their config files with this module.
 """
 
 from __future__ import annotations
@@ -113,7 +114,8 @@ def config_arguments(path: str) -> dict[str, str]:
             return {name: "" for name in _compared_strings(node)}
     raise ConfigError(
         f"Config file {path} defines no get_config(arg) function; a config file returns its "
-        "ConfigDict from get_config (see apps/train/configs/digits.py)."
+        "ConfigDict from get_config (see the config files of apps/train/configs or "
+        "apps/rae_eval/configs)."
     )
 
 
