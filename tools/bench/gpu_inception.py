@@ -7,7 +7,8 @@ for each, throughput and the FID between two image sets (features of set A again
 ``N / 2`` images each), with the relative difference to the HIGHEST FID. The issue's bar is a
 relative difference <= 1e-3. Random Inception weights unless ``--inception-weights`` names the
 pytorch-fid file (the bar is about numerics, which random weights exercise as well; the real
-weights are the one that matters for a paper's FID). pytorch-fid (TF32 and fp32 convolutions)
+weights are the one that matters for a paper's FID; random weights are He-normal,
+`nnx_nets.testing.randomise_parameters`). pytorch-fid (TF32 and fp32 convolutions)
 is timed on the same images for continuity with the README's table.
 
 Profiles: ``jax.profiler`` (a Perfetto trace) and ``torch.profiler``; the top kernels by device
@@ -44,8 +45,13 @@ def image_sets(count: int, size: int, seed: int = 0) -> np.ndarray:
 
 def _extractor(precision, weights: str | None):
     from nnx_fid import InceptionFeatures, InceptionV3, load_inception
+    from nnx_nets.testing import randomise_parameters
 
-    model = load_inception(weights) if weights else InceptionV3(rngs=nnx.Rngs(0))
+    if weights:
+        model = load_inception(weights)
+    else:  # the zero-initialised network would give zero features and FID 0
+        model = InceptionV3(rngs=nnx.Rngs(0))
+        randomise_parameters(model, seed=0)
     for _, node in nnx.iter_graph(model):
         if isinstance(node, nnx.Conv | nnx.Linear):
             node.precision = precision
@@ -73,7 +79,7 @@ def jax_inception_rows(images: np.ndarray, batch: int, weights: str | None) -> l
         seconds = time.perf_counter() - start
         fid = _fid(feats)
         reference = fid if reference is None else reference
-        rel = abs(fid - reference) / reference
+        rel = abs(fid - reference) / reference if reference else float("nan")
         rows.append(dict(framework=f"jax (nnx-fid, {name.upper()} precision)",
                          value=len(images) / seconds, seconds=seconds, fid=fid,
                          fid_rel_diff_vs_highest=rel, within_fid_bar=rel <= FID_REL_BAR))  # fmt: skip
