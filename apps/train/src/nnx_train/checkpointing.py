@@ -36,7 +36,6 @@ from typing import Any
 
 import grain
 import jax
-import numpy as np
 import orbax.checkpoint as ocp
 from etils import epath
 
@@ -47,9 +46,16 @@ from nnx_train.checkpoint_errors import (
     write_error,
 )
 from nnx_train.errors import CheckpointError, ConfigError
-from nnx_train.fingerprint import fingerprints, position_fingerprint
+from nnx_train.fingerprint import (
+    build_manifest,
+    describe_mismatch,
+    fingerprints,
+    position_fingerprint,
+    position_fingerprints,
+    position_name,
+)
 from nnx_train.multihost import barrier
-from nnx_train.state import from_nested, state_paths, to_nested
+from nnx_train.state import from_nested, to_nested
 
 __all__ = ["COMMIT_MARKER", "Checkpointer", "fingerprints"]
 
@@ -65,37 +71,6 @@ def _one_line(error: BaseException, limit: int = 300) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def _manifest(state: Any, model_name: str) -> dict:
-    leaves = jax.tree.leaves(state)
-    return {
-        "model": model_name,
-        "arrays": {
-            "/".join(path): [list(leaf.shape), str(np.dtype(leaf.dtype))]
-            for path, leaf in zip(state_paths(state), leaves)
-        },
-    }
-
-
-def _position_name(index: int, count: int) -> str:
-    return f"process_{index}-of-{count}"
-
-
-def _position_fingerprints(data_iterator: Any) -> dict[str, str]:
-    """``{"process_<i>-of-<n>": fingerprint}`` of every process's iterator position (a
-    collective with several processes: the manifest is written by process 0)."""
-    own = position_fingerprint(data_iterator.get_state())
-    count = jax.process_count()
-    if count == 1:
-        return {_position_name(0, 1): own}
-    from jax.experimental import multihost_utils
-
-    gathered = multihost_utils.process_allgather(np.frombuffer(bytes.fromhex(own), np.uint8))
-    return {
-        _position_name(i, count): bytes(np.asarray(row, np.uint8)).hex()
-        for i, row in enumerate(np.asarray(gathered).reshape(count, -1))
-    }
-
-
 def _committed(path: epath.Path) -> bool:
     """Whether ``path`` holds the commit marker; a folder it may not read raises
     `PermissionError` (``Path.exists`` would say "no marker", as if the step were broken)."""
@@ -107,28 +82,6 @@ def _committed(path: epath.Path) -> bool:
     except FileNotFoundError:
         return False
     return True
-
-
-def _describe_mismatch(saved: dict, expected: dict) -> str:
-    missing = sorted(set(expected) - set(saved))
-    unexpected = sorted(set(saved) - set(expected))
-    reshaped = [
-        f"{k}: checkpoint {saved[k][0]} {saved[k][1]} vs model {expected[k][0]} {expected[k][1]}"
-        for k in sorted(set(saved) & set(expected))
-        if saved[k] != expected[k]
-    ]
-    parts = []
-    for title, items in (
-        ("missing", missing),
-        ("unexpected", unexpected),
-        ("mis-shaped", reshaped),
-    ):
-        if items:
-            shown = "; ".join(items[:5]) + (
-                f"; ... ({len(items)} in all)" if len(items) > 5 else ""
-            )
-            parts.append(f"{title}: {shown}")
-    return " | ".join(parts)
 
 
 class _Untrusted(Exception):
@@ -216,9 +169,9 @@ class Checkpointer:
             data=grain.checkpoint.CheckpointSave(data_iterator),
             manifest=ocp.args.JsonSave(
                 {
-                    **_manifest(state, self.model_name),
+                    **build_manifest(state, self.model_name),
                     "fingerprints": fingerprints(state),
-                    "positions": _position_fingerprints(data_iterator),
+                    "positions": position_fingerprints(data_iterator),
                 }
             ),
         )
@@ -242,7 +195,7 @@ class Checkpointer:
         Raises:
           CheckpointError: the checkpoint belongs to another model, or none is readable.
         """
-        expected = _manifest(abstract_state, self.model_name)["arrays"]
+        expected = build_manifest(abstract_state, self.model_name)["arrays"]
         failures = []
         steps = self.all_steps()
         if step is not None and step not in steps:
@@ -292,7 +245,7 @@ class Checkpointer:
             raise CheckpointError(
                 f"The checkpoint {path} was written by another model "
                 f"({manifest.get('model')!r}; this run builds {self.model_name!r}): "
-                f"{_describe_mismatch(manifest['arrays'], expected)}. Use a new --workdir or "
+                f"{describe_mismatch(manifest['arrays'], expected)}. Use a new --workdir or "
                 "the config that wrote it."
             )
         try:
@@ -331,7 +284,7 @@ class Checkpointer:
         WebDataset stream's shards) cannot be re-split and raise.
         """
         folder = self.step_path(step) / "data"
-        own_name = _position_name(jax.process_index(), jax.process_count())
+        own_name = position_name(jax.process_index(), jax.process_count())
         own = folder / f"{own_name}.json"
         if own.exists():
             return json.loads(own.read_text()), own_name

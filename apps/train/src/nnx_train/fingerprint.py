@@ -23,7 +23,14 @@ import numpy as np
 
 from nnx_train.state import state_paths
 
-__all__ = ["fingerprints", "position_fingerprint"]
+__all__ = [
+    "build_manifest",
+    "describe_mismatch",
+    "fingerprints",
+    "position_fingerprint",
+    "position_fingerprints",
+    "position_name",
+]
 
 # Knuth's multiplicative-hash constant: mixes the position into each element, so that
 # swapped or shifted elements change the fingerprint too.
@@ -99,3 +106,59 @@ def position_fingerprint(position: Any) -> str:
         position = json.loads(position)
     text = json.dumps(position, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def build_manifest(state: Any, model_name: str) -> dict:
+    """The checkpoint manifest's model name and ``path -> [shape, dtype]`` of every array."""
+    leaves = jax.tree.leaves(state)
+    return {
+        "model": model_name,
+        "arrays": {
+            "/".join(path): [list(leaf.shape), str(np.dtype(leaf.dtype))]
+            for path, leaf in zip(state_paths(state), leaves)
+        },
+    }
+
+
+def position_name(index: int, count: int) -> str:
+    """The name of one process's iterator position in a checkpoint."""
+    return f"process_{index}-of-{count}"
+
+
+def position_fingerprints(data_iterator: Any) -> dict[str, str]:
+    """``{"process_<i>-of-<n>": fingerprint}`` of every process's iterator position (a
+    collective with several processes: the manifest is written by process 0)."""
+    own = position_fingerprint(data_iterator.get_state())
+    count = jax.process_count()
+    if count == 1:
+        return {position_name(0, 1): own}
+    from jax.experimental import multihost_utils
+
+    gathered = multihost_utils.process_allgather(np.frombuffer(bytes.fromhex(own), np.uint8))
+    return {
+        position_name(i, count): bytes(np.asarray(row, np.uint8)).hex()
+        for i, row in enumerate(np.asarray(gathered).reshape(count, -1))
+    }
+
+
+def describe_mismatch(saved: dict, expected: dict) -> str:
+    """Missing, unexpected and mis-shaped arrays of a manifest against the model's."""
+    missing = sorted(set(expected) - set(saved))
+    unexpected = sorted(set(saved) - set(expected))
+    reshaped = [
+        f"{k}: checkpoint {saved[k][0]} {saved[k][1]} vs model {expected[k][0]} {expected[k][1]}"
+        for k in sorted(set(saved) & set(expected))
+        if saved[k] != expected[k]
+    ]
+    parts = []
+    for title, items in (
+        ("missing", missing),
+        ("unexpected", unexpected),
+        ("mis-shaped", reshaped),
+    ):
+        if items:
+            shown = "; ".join(items[:5]) + (
+                f"; ... ({len(items)} in all)" if len(items) > 5 else ""
+            )
+            parts.append(f"{title}: {shown}")
+    return " | ".join(parts)
