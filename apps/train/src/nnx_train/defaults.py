@@ -307,7 +307,8 @@ def make_tiny(
 
     Returns:
       ``config`` with synthetic data, a tiny model, 2 steps, batch 8, checkpoint at the end,
-      a 4-image sample grid with 2 sampler steps, no periodic evaluation, on one device.
+      a 4-image sample grid with 2 sampler steps, no periodic evaluation (one unnamed row
+      if a test turns it on), on one device.
     """
     config.name = f"{config.name}_tiny"
     config.data = synthetic_data(shape=shape, num_classes=num_classes, num_examples=64)
@@ -335,6 +336,7 @@ def make_tiny(
     config.samples.num_images = 4
     config.eval.name = "none"
     config.eval.every_steps = 0
+    config.eval.settings = ()  # one unnamed row of eval.num_samples if a test turns eval on
     config.autoencoder.name = "none"
     config.logging.progress_bar = False
     return config
