@@ -12,6 +12,13 @@ from nnx_objectives.consistency import (
     TangentSource,
     TeacherTangent,
 )
+from nnx_objectives.dmd import (
+    DataPredictor,
+    DistributionMatchingLoss,
+    FakeScoreLoss,
+    data_predictor,
+)
+from nnx_objectives.dmd_gan import GANHead, gan_discriminator_loss, gan_generator_loss
 from nnx_objectives.edm import (
     EDMCoefficients,
     EDMObjective,
@@ -85,9 +92,13 @@ __all__ = [
     "ClassDropout",
     "ConditionalTangent",
     "ConsistencyObjective",
+    "DataPredictor",
+    "DistributionMatchingLoss",
     "EDMCoefficients",
     "EDMObjective",
     "EDMPrecond",
+    "FakeScoreLoss",
+    "GANHead",
     "GVPPath",
     "InterpolantObjective",
     "LikelihoodWeight",
@@ -123,11 +134,14 @@ __all__ = [
     "X0Prediction",
     "conditional_velocity",
     "convert_prediction",
+    "data_predictor",
     "drop_labels",
     "edm_from_linear",
     "edm_loss_weight",
     "edm_preconditioning",
     "edm_sigma_from_t",
+    "gan_discriminator_loss",
+    "gan_generator_loss",
     "expand_time",
     "interpolate",
     "linear_from_edm",

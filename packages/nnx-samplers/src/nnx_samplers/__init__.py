@@ -21,6 +21,13 @@ from nnx_samplers.adapters import (
     velocity_from_noise,
     velocity_from_score,
 )
+from nnx_samplers.consistency import (
+    SCM_TWO_STEP_MID_T,
+    Denoiser,
+    backward_simulation,
+    consistency_sample,
+    uniform_step_times,
+)
 from nnx_samplers.diffusion import (
     ConstantDiffusion,
     DecreasingDiffusion,
@@ -88,6 +95,12 @@ __all__ = [
     "ConditionalTwoTimeField",
     "batch_time",
     "expand_time",
+    # few-step sampling (consistency models, DMD2 generators)
+    "Denoiser",
+    "consistency_sample",
+    "backward_simulation",
+    "uniform_step_times",
+    "SCM_TWO_STEP_MID_T",
     # solvers
     "Euler",
     "Heun",
