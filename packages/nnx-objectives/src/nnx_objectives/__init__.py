@@ -65,6 +65,7 @@ from nnx_objectives.trigflow import (
     trigflow_consistency_function,
     trigflow_state,
 )
+from nnx_objectives.trigflow_teacher import LinearVelocityAsTrigFlow
 from nnx_objectives.uncertainty import (
     LogVarHead,
     UncertaintyWeighted,
@@ -103,6 +104,7 @@ __all__ = [
     "InterpolantObjective",
     "LikelihoodWeight",
     "LinearPath",
+    "LinearVelocityAsTrigFlow",
     "LogVarHead",
     "LogitNormalTime",
     "LossWeight",
