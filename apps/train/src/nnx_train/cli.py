@@ -162,6 +162,9 @@ def main(argv: Sequence[str] | None = None, *, default_config: str | None = None
             "generated_class_accuracy",
             "classifier_heldout_accuracy",
             "classifier_frechet_distance",
+            "nfe",
+            "teacher_generated_class_accuracy",
+            "teacher_nfe",
             "wall_seconds",
             "fid",
         )

@@ -68,6 +68,8 @@ class _Run:
         build.check_data_fits_model(self.data_shape, self.source.num_classes, config)
         self.task = build.build_task(config, data_shape=self.data_shape)
         self.tx, self.schedule = build.build_optimizer(config)
+        if getattr(self.task, "wrap_optimizer", None) is not None:
+            self.tx = self.task.wrap_optimizer(self.tx)
         self.decays = tuple(float(d) for d in config.ema.decays)
         for section in ("samples", "eval"):
             wanted = float(config[section].ema)
@@ -383,6 +385,7 @@ def train(config: ConfigDict, workdir: str, *, stop_after: int | None = None) ->
     if run.is_main:
         save_loss_curve(read_jsonl(logger.path), os.path.join(workdir, "loss_curve.png"))
     final.update(last_eval)
+    final.update(getattr(run.task, "report", {}))
     final["wall_seconds"] = time.perf_counter() - wall_start
     if run.is_main:
         with open(os.path.join(workdir, "metrics.json"), "w") as handle:

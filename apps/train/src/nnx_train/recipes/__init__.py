@@ -15,6 +15,8 @@ from nnx_train import tasks
 from nnx_train.constructors import unknown_name
 from nnx_train.errors import ConfigError
 from nnx_train.networks import build_model_factory
+from nnx_train.recipes.consistency import scd_task, sct_task
+from nnx_train.recipes.dmd2 import dmd2_task
 from nnx_train.recipes.edm2 import edm2_task
 from nnx_train.recipes.inputs import RecipeInputs
 from nnx_train.recipes.interpolant import interpolant_task
@@ -30,6 +32,9 @@ RECIPES: dict[str, Callable[[RecipeInputs], tasks.Task]] = {
     "edm2": edm2_task,
     "repa": repa_task,
     "rae_decoder": rae_decoder_task,
+    "dmd2": dmd2_task,
+    "sct": sct_task,
+    "scd": scd_task,
 }
 OBJECTIVE_NAMES = tuple(RECIPES)
 
