@@ -125,3 +125,17 @@ def test_missing_teacher_is_one_line(tmp_path):
     config = _dmd2_config(str(tmp_path / "nowhere"))
     with pytest.raises(ConfigError, match="has no config.json"):
         build.build_task(config, data_shape=(8, 8, 1))
+
+
+def test_imagenet_config_keeps_the_upstream_hyperparameters():
+    config = load("dmd2_imagenet")
+    assert (
+        config.objective.name == "dmd2" and config.objective.fake_updates_per_generator_update == 5
+    )
+    assert config.optimizer.learning_rate == 2e-6 and config.train.batch_size == 280
+
+
+def test_guided_sampling_of_a_student_is_rejected():
+    config = load("sct_digits", *TINY_MODEL, "guidance.name=cfg", "guidance.scale=2.0")
+    with pytest.raises(ConfigError, match="guidance.name='cfg' is ignored by the sct recipe"):
+        build.build_task(config, data_shape=(8, 8, 1))

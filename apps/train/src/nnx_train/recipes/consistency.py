@@ -34,7 +34,11 @@ from nnx_train import tasks
 from nnx_train.errors import ConfigError
 from nnx_train.recipes.dmd2 import TeacherModules, teacher_report
 from nnx_train.recipes.inputs import RecipeInputs
-from nnx_train.recipes.teacher import check_model_is_teachers, load_teacher
+from nnx_train.recipes.teacher import (
+    check_model_is_teachers,
+    check_unguided_sampling,
+    load_teacher,
+)
 
 __all__ = ["consistency_objective", "sct_task", "scd_task"]
 
@@ -70,6 +74,7 @@ def _objective(section: ConfigDict, tangent: Any) -> no.UncertaintyWeighted:
 
 
 def _sample_times(section: ConfigDict) -> tuple[float, ...]:
+    """``(1,)`` or ``(1, mid_t)``."""
     match section.sample_steps:
         case 1:
             return (1.0,)
@@ -113,6 +118,7 @@ def _loss(objective: Any, tangent_of: Any):
 def sct_task(inputs: RecipeInputs) -> tasks.GeneratorTask:
     """sCT from scratch: ``config.model`` is the TrigFlow network ``F``."""
     config, section = inputs.config, inputs.config.objective
+    check_unguided_sampling(config, "sct")
     objective = _objective(section, no.ConditionalTangent())
     return tasks.GeneratorTask(
         build_trainable=lambda: _with_head(inputs.make_network(), section, config.seed),
@@ -129,6 +135,7 @@ def scd_task(inputs: RecipeInputs) -> tasks.GeneratorTask:
     config, section = inputs.config, inputs.config.objective
     teacher = load_teacher(section.teacher_workdir, ema=float(section.teacher_ema))
     check_model_is_teachers(config.model, teacher)
+    check_unguided_sampling(config, "scd")
     sigma_data = float(section.sigma_data)
 
     def tangent_of(frozen: TeacherModules) -> no.TeacherTangent:

@@ -14,10 +14,9 @@ Yin et al. 2024, "Improved Distribution Matching Distillation for Fast Image Syn
 Two-time-scale update rule (DMD2 Sec. 4.2): every train step updates the fake score; every
 ``fake_updates_per_generator_update``-th step also updates the generator: its part of the
 optimiser is wrapped by `every_k_steps`, which applies the generator's gradient on those
-steps only and leaves its Adam moments untouched on the others. (The loss computes the DMD
-term on every step: the trainer's loss cannot see the step, and NNX forbids mutating a
-counter variable inside the differentiated loss, so the generator's gradient is computed
-and discarded on the fake-only steps.) The GAN term of DMD2 Sec. 4.3 (`nnx_objectives.GANHead`) is not wired into this
+steps only and leaves its Adam moments untouched on the others, and the loss computes the DMD
+term (real and fake scores) only on those steps (``batch["step"]``, under ``lax.cond``). The
+GAN term of DMD2 Sec. 4.3 (`nnx_objectives.GANHead`) is not wired into this
 recipe. Time convention: ``t`` in [0, 1], 0 = data, 1 = noise.
 """
 
@@ -36,7 +35,12 @@ import nnx_samplers as sp
 from nnx_train import tasks
 from nnx_train.errors import ConfigError
 from nnx_train.recipes.inputs import RecipeInputs
-from nnx_train.recipes.teacher import Teacher, check_model_is_teachers, load_teacher
+from nnx_train.recipes.teacher import (
+    Teacher,
+    check_model_is_teachers,
+    check_unguided_sampling,
+    load_teacher,
+)
 from nnx_train.state import state_paths
 
 __all__ = ["DMD2Modules", "TeacherModules", "dmd2_objective", "dmd2_task", "every_k_steps"]
@@ -123,10 +127,12 @@ def _check(section: ConfigDict, teacher: Teacher, config: ConfigDict) -> None:
     if section.fake_updates_per_generator_update < 1:
         raise ConfigError("objective.fake_updates_per_generator_update must be >= 1.")
     check_model_is_teachers(config.model, teacher)
+    check_unguided_sampling(config, "dmd2")
 
 
 def _loss_fn(section: ConfigDict, data_shape: tuple[int, ...], null_label: int):
     times = sp.uniform_step_times(section.generator_steps)
+    ratio = int(section.fake_updates_per_generator_update)
     dmd = no.DistributionMatchingLoss(t_min=section.t_min, t_max=section.t_max)
     fake_loss = no.FakeScoreLoss(no.InterpolantObjective())  # the teacher's own objective
 
@@ -144,9 +150,19 @@ def _loss_fn(section: ConfigDict, data_shape: tuple[int, ...], null_label: int):
         )
         fake = no.data_predictor(pair.fake_score)
 
-        dmd_loss, _ = dmd(x_gen, y, key_dmd, real=real, fake=fake)
+        def distribution_matching(x):
+            return dmd(x, y, key_dmd, real=real, fake=fake)[0]
+
+        dmd_loss = jax.lax.cond(
+            batch["step"] % ratio == 0,
+            distribution_matching,
+            lambda x: jnp.zeros((x.shape[0],), jnp.float32),
+            x_gen,
+        )
         score_loss, _ = fake_loss(pair.fake_score, x_gen, y, key_fake)
-        aux = {"dmd_loss": dmd_loss, "fake_score_loss": score_loss}
+        # dmd_loss is 0 on fake-only steps: scaled by the ratio, its mean over a logging
+        # interval (a multiple of the ratio) is the generator steps' mean.
+        aux = {"dmd_loss": dmd_loss * ratio, "fake_score_loss": score_loss}
         return score_loss + dmd_loss, aux
 
     return loss_fn

@@ -22,12 +22,19 @@ import numpy as np
 from flax import nnx
 from ml_collections import ConfigDict
 
+from nnx_train.constructors import reject_ignored
 from nnx_train.ema import ema_name
 from nnx_train.errors import ConfigError
 from nnx_train.networks import build_model_factory
 from nnx_train.state import from_nested
 
-__all__ = ["Teacher", "check_model_is_teachers", "load_teacher", "solver_nfe"]
+__all__ = [
+    "Teacher",
+    "check_model_is_teachers",
+    "check_unguided_sampling",
+    "load_teacher",
+    "solver_nfe",
+]
 
 HOW = (
     "pass the workdir of a finished `uv run apps/train` run with --config.objective.teacher_workdir"
@@ -159,3 +166,15 @@ def check_model_is_teachers(model: ConfigDict, teacher: Teacher) -> None:
             f"model differs from the teacher's in {differing}; the student copies the teacher, "
             "so set config.model to the teacher run's model section."
         )
+
+
+def check_unguided_sampling(config: ConfigDict, recipe: str) -> None:
+    """Few-step students sample without guidance (it is distilled in): ``guidance.*`` must
+    keep the values that change nothing, or a `ConfigError` names the key."""
+    reject_ignored(
+        "guidance",
+        config.guidance,
+        f"the {recipe} recipe (its student samples unguided)",
+        name="none",
+        scale=1.0,
+    )
