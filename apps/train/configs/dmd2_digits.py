@@ -9,7 +9,8 @@ Yin et al. 2024, "Improved Distribution Matching Distillation for Fast Image Syn
 (the digits DiT, EMA 0.99); the real score is the teacher with its own CFG scale 3.0. The
 recipe card (dmd2_digits.md) lists every hyperparameter and where it comes from. Evaluation:
 the digits classifier (generated-class accuracy and classifier-feature Frechet distance),
-printed next to the teacher's figures and NFE. Budget: <= 5 minutes on 2 CPU cores.
+printed next to the teacher's figures and NFE. Target: <= 5 minutes on 2 quiet CPU
+cores (apps/train/README.md "Distillation results" has the measured figures).
 """
 
 from nnx_train.defaults import sibling_config
