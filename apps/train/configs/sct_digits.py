@@ -23,13 +23,13 @@ def get_config(arg: str | None = None):
     config.objective = consistency_objective("sct")
     config.objective.tangent_warmup_steps = 100
     config.objective.sample_steps = 1 if arg == "1step" else 2
-    config.optimizer.learning_rate = 5e-4
+    config.optimizer.learning_rate = 1e-3
     config.optimizer.grad_clip_norm = 1.0
     config.schedule.update(
-        {"name": "cosine", "warmup_steps": 50, "decay_steps": 550, "end_learning_rate": 1e-5}
+        {"name": "cosine", "warmup_steps": 50, "decay_steps": 1150, "end_learning_rate": 1e-5}
     )
     config.ema.decays = (0.99,)
-    config.train.update({"batch_size": 128, "num_steps": 600, "log_every": 50})
-    config.checkpoint.update({"every_steps": 300, "keep": 1, "keep_period": 0})
+    config.train.update({"batch_size": 128, "num_steps": 1200, "log_every": 50})
+    config.checkpoint.update({"every_steps": 600, "keep": 1, "keep_period": 0})
     config.guidance.update({"name": "none", "scale": 1.0})
     return config
