@@ -196,6 +196,9 @@ def _summary(metrics: dict) -> str:
         "generated_class_accuracy",
         "classifier_heldout_accuracy",
         "classifier_frechet_distance",
+        "nfe",  # distilled students: network evaluations per sample, next to the teacher's
+        "teacher_generated_class_accuracy",
+        "teacher_nfe",
         "wall_seconds",
         "fid",
     )

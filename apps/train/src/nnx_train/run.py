@@ -77,6 +77,8 @@ class Run:
         build.check_data_fits_model(self.data_shape, self.source.num_classes, config)
         self.task = build.build_task(config, data_shape=self.data_shape)
         self.tx, self.schedule = build.build_optimizer(config)
+        if getattr(self.task, "wrap_optimizer", None) is not None:  # e.g. DMD2's TTUR
+            self.tx = self.task.wrap_optimizer(self.tx)
         self.decays = tuple(float(d) for d in config.ema.decays)
         self.sigma_rels = check_power_ema(config.ema)
         for section in ("samples", "eval"):

@@ -30,7 +30,8 @@ __all__ = ["LossFn", "make_train_step"]
 
 LossFn = Callable[[nnx.Module, Any, dict, jax.Array], tuple[jax.Array, dict]]
 """``loss_fn(model, frozen, batch, key) -> (loss (B,), aux)``: the task's objective, where
-``frozen`` is the merged frozen module (encoders, VAE) or ``None``."""
+``frozen`` is the merged frozen module (encoders, VAE) or ``None``; ``batch["step"]`` is the
+int32 step being taken (sCM's tangent warm-up reads it)."""
 
 
 def _mean_metrics(aux: dict) -> dict:
@@ -103,7 +104,7 @@ def make_train_step(
 
         def compute(params):
             model = nnx.merge(graphdef, params, state.rest)
-            loss, aux = loss_fn(model, frozen, batch, key)
+            loss, aux = loss_fn(model, frozen, {**batch, "step": state.step}, key)
             _, _, rest = nnx.split(model, nnx.Param, ...)
             return jnp.mean(loss.astype(jnp.float32)), (aux, rest)
 

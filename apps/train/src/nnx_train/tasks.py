@@ -77,6 +77,10 @@ class GeneratorTask:
       loss_fn: ``(model, frozen, batch, key) -> (loss (B,), aux)``.
       generate: ``(model, frozen, labels (B,), key) -> (B, H, W, C)`` samples in data space.
       num_classes: number of real classes (labels for previews are drawn from them).
+      wrap_optimizer: ``tx -> tx`` applied to the configured optimiser (DMD2's two-time-scale
+        rule steps the generator's part less often), or ``None``.
+      report: figures added to ``metrics.json`` (e.g. the sampler's NFE and, for a distilled
+        model, its teacher's accuracy and NFE).
     """
 
     build_trainable: Callable[[], nnx.Module]
@@ -84,6 +88,8 @@ class GeneratorTask:
     loss_fn: Callable[..., tuple[jax.Array, dict]]
     generate: Callable[[nnx.Module, Any, jax.Array, jax.Array], jax.Array]
     num_classes: int
+    wrap_optimizer: Callable[[Any], Any] | None = None
+    report: dict = dataclasses.field(default_factory=dict)
 
     def preview(self, model: nnx.Module, frozen: Any, batch: dict, key: jax.Array) -> jax.Array:
         """Samples for the labels ``batch["y"]`` (the images of ``batch`` are ignored)."""

@@ -217,6 +217,7 @@ def _finish(loop: _Loop) -> dict:
     if run.is_main:
         save_loss_curve(read_jsonl(loop.logger.path), os.path.join(run.workdir, "loss_curve.png"))
     final.update(loop.last_eval)
+    final.update(getattr(run.task, "report", {}))  # e.g. a distilled student's teacher
     final["wall_seconds"] = time.perf_counter() - loop.wall_start
     if run.is_main:
         write_json_atomic(os.path.join(run.workdir, "metrics.json"), final, default=float)

@@ -18,6 +18,13 @@ from nnx_objectives.ddpm import (
     normal_kl,
 )
 from nnx_objectives.diffusion_forcing import DiffusionForcingObjective
+from nnx_objectives.dmd import (
+    DataPredictor,
+    DistributionMatchingLoss,
+    FakeScoreLoss,
+    data_predictor,
+)
+from nnx_objectives.dmd_gan import GANHead, gan_discriminator_loss, gan_generator_loss
 from nnx_objectives.edm import (
     EDMCoefficients,
     EDMObjective,
@@ -66,6 +73,7 @@ from nnx_objectives.trigflow import (
     trigflow_consistency_function,
     trigflow_state,
 )
+from nnx_objectives.trigflow_teacher import LinearVelocityAsTrigFlow
 from nnx_objectives.uncertainty import (
     LogVarHead,
     UncertaintyWeighted,
@@ -96,15 +104,20 @@ __all__ = [
     "ConsistencyObjective",
     "DDPMSchedule",
     "DiffusionForcingObjective",
+    "DataPredictor",
+    "DistributionMatchingLoss",
     "EDMCoefficients",
     "EDMObjective",
     "EDMPrecond",
+    "FakeScoreLoss",
+    "GANHead",
     "GVPPath",
     "ImprovedDDPMObjective",
     "IDDPMPrecond",
     "InterpolantObjective",
     "LikelihoodWeight",
     "LinearPath",
+    "LinearVelocityAsTrigFlow",
     "LogVarHead",
     "LogitNormalTime",
     "LossWeight",
@@ -140,11 +153,14 @@ __all__ = [
     "convert_prediction",
     "discretized_gaussian_log_likelihood",
     "drop_first_rows",
+    "data_predictor",
     "drop_labels",
     "edm_from_linear",
     "edm_loss_weight",
     "edm_preconditioning",
     "edm_sigma_from_t",
+    "gan_discriminator_loss",
+    "gan_generator_loss",
     "expand_time",
     "iddpm_sigma_levels",
     "interpolate",

@@ -25,6 +25,13 @@ from nnx_samplers.adapters import (
     velocity_from_noise,
     velocity_from_score,
 )
+from nnx_samplers.consistency import (
+    SCM_TWO_STEP_MID_T,
+    Denoiser,
+    backward_simulation,
+    consistency_sample,
+    uniform_step_times,
+)
 from nnx_samplers.ddpm import DDIM, DDPMAncestral, DDPMSchedule, ddpm_grid, dit_respaced_steps
 from nnx_samplers.diffusion import (
     ConstantDiffusion,
@@ -105,6 +112,12 @@ __all__ = [
     "pyramid_times",
     "rollout_frames",
     "sample_frames",
+    # few-step sampling (consistency models, DMD2 generators)
+    "Denoiser",
+    "consistency_sample",
+    "backward_simulation",
+    "uniform_step_times",
+    "SCM_TWO_STEP_MID_T",
     # solvers
     "Euler",
     "Heun",

@@ -15,8 +15,10 @@ from nnx_train import tasks
 from nnx_train.constructors import unknown_name
 from nnx_train.errors import ConfigError
 from nnx_train.networks import build_model_factory
+from nnx_train.recipes.consistency import scd_task, sct_task
 from nnx_train.recipes.ddpm import ddpm_task
 from nnx_train.recipes.diffusion_forcing import diffusion_forcing_task
+from nnx_train.recipes.dmd2 import dmd2_task
 from nnx_train.recipes.edm import edm_task
 from nnx_train.recipes.edm2 import edm2_task
 from nnx_train.recipes.inputs import RecipeInputs
@@ -36,6 +38,9 @@ RECIPES: dict[str, Callable[[RecipeInputs], tasks.Task]] = {
     "repa": repa_task,
     "rae_decoder": rae_decoder_task,
     "diffusion_forcing": diffusion_forcing_task,
+    "dmd2": dmd2_task,
+    "sct": sct_task,
+    "scd": scd_task,
 }
 OBJECTIVE_NAMES = tuple(RECIPES)
 
