@@ -72,8 +72,8 @@ EXPECTED = {
         "ddpm, ddim."
     ),
     "test_unknown_objective": (
-        "Unknown objective.name='vdm'; valid names: interpolant, ddpm, meanflow, edm2, repa, "
-        "rae_decoder, diffusion_forcing."
+        "Unknown objective.name='vdm'; valid names: interpolant, ddpm, meanflow, edm, edm2, "
+        "repa, rae_decoder, diffusion_forcing, dmd2, sct, scd."
     ),
     "test_sampler_key_the_recipe_ignores": (
         "sampler.solver='heun' is ignored by the meanflow recipe (it samples with euler_jump "

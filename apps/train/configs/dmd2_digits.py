@@ -7,7 +7,7 @@ Command (after ``uv run apps/train``, which writes the teacher to runs/digits)::
 Yin et al. 2024, "Improved Distribution Matching Distillation for Fast Image Synthesis"
 (DMD2, arXiv 2405.14867). The generator and the fake score start as copies of the teacher
 (the digits DiT, EMA 0.99); the real score is the teacher with its own CFG scale 3.0. The
-recipe card (dmd2_digits.md) lists every hyperparameter and where it comes from. Evaluation:
+recipe card (docs/recipes/dmd2_digits.md) lists every hyperparameter and where it comes from. Evaluation:
 the digits classifier (generated-class accuracy and classifier-feature Frechet distance),
 printed next to the teacher's figures and NFE. Target: <= 5 minutes on 2 quiet CPU
 cores (apps/train/README.md "Distillation results" has the measured figures).

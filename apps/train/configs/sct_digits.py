@@ -10,7 +10,7 @@ Lu & Song 2024, "Simplifying, Stabilizing and Scaling Continuous-Time Consistenc
 TrigFlow ``F`` directly. The second command, run on the same --workdir after the first, finds
 the run finished and evaluates its final checkpoint with one step instead of two: the pair of
 figures is the proof that 2 steps beat 1 on the classifier-feature Frechet distance. The
-recipe card (sct_digits.md) lists the hyperparameters and their sources.
+recipe card (docs/recipes/sct_digits.md) lists the hyperparameters and their sources.
 """
 
 from nnx_train.defaults import sibling_config
