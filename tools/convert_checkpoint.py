@@ -19,18 +19,9 @@ Examples::
   python tools/convert_checkpoint.py stage2_model.pt out/ditdh_xl \\
       --arch dit_dh --preset DiTDH-XL --input-size 16 --in-channels 768 --subkey ema
 
-  # transformers DINOv2 with registers (sizes from its config.json, or --preset dinov2-vitb14);
-  # --no-final-norm-affine builds RAE's encoder (the final LayerNorm weights are skipped)
-  python tools/convert_checkpoint.py dinov2-with-registers-base/model.safetensors out/dinov2 \\
-      --arch dinov2_reg --config dinov2-with-registers-base/config.json
-
-  # diffusers AutoencoderKL (old or new attention key names, detected)
-  python tools/convert_checkpoint.py sd-vae-ft-mse/diffusion_pytorch_model.safetensors out/vae \\
-      --arch sd_vae --config sd-vae-ft-mse/config.json        # or: --preset sd-vae-ft-mse
-
-  # RAE ViT-XL pixel decoder (latent grid 16 x 16 x 768 by default; --input-size, --in-channels)
-  python tools/convert_checkpoint.py decoders/dinov2/wReg_base/ViTXL_n08/model.pt out/rae_dec \\
-      --arch rae_decoder --preset ViT-XL
+  # the same for --arch dinov2_reg (transformers config.json; --no-final-norm-affine: RAE's
+  # encoder), --arch sd_vae (diffusers config.json or --preset sd-vae-ft-mse) and
+  # --arch rae_decoder --preset ViT-XL (latent grid 16 x 16 x 768; --input-size, --in-channels)
 
 Every missing, unexpected or mis-shaped key is reported by name (exit status 1) and
 nothing is written; so are NaN/Inf weights (a diverged or damaged checkpoint). An existing
