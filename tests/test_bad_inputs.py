@@ -71,7 +71,7 @@ EXPECTED = {
         "dpm_solver_2m, dpm_solver_3m, edm_stochastic."
     ),
     "test_unknown_objective": (
-        "Unknown objective.name='ddpm'; valid names: interpolant, meanflow, edm2, repa, "
+        "Unknown objective.name='ddpm'; valid names: interpolant, meanflow, edm, edm2, repa, "
         "rae_decoder."
     ),
     "test_sampler_key_the_recipe_ignores": (
