@@ -10,7 +10,7 @@ resampling, one attention layer at 4x4; 32 base channels, two levels, one block 
 with EDM's preconditioning and loss (Karras et al. 2022, Table 1: sigma_data 0.5,
 ln sigma ~ N(-1.2, 1.2^2)), sampled with Heun on EDM's grid (10 steps), no guidance. Evaluation:
 the digits classifier's accuracy on generated images and the Frechet distance of its features
-(as ``configs/digits.py``).
+(an FID on the classifier's features, as ``configs/digits.py``; not an Inception FID-50k).
 """
 
 from nnx_train.defaults import base_config, digits_data, edm_objective, make_tiny

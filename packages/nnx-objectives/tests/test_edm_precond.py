@@ -58,7 +58,7 @@ def test_ve_denoiser_in_our_time():
 
 
 def test_iddpm_levels_labels_and_channel_split():
-    levels = iddpm_sigma_levels()
+    levels = np.asarray(iddpm_sigma_levels())
     assert levels.shape == (1001,) and levels[-1] == 0 and np.all(np.diff(levels) < 0)
     net, seen = _recorder(out_factor=2)
     precond = IDDPMPrecond(net)

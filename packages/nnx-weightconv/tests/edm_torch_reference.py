@@ -137,6 +137,29 @@ def _onehot(y, k):
     return F.one_hot(y, k + 1).float()[:, :k]
 
 
+def _song_decoder(sizes, skips, emb, kw, decoder_type, out_channels, taps) -> nn.ModuleDict:
+    """SongUNet's decoder: in/up blocks, skip-concatenating blocks, the aux output head."""
+    img_resolution, model_channels, channel_mult, num_blocks, attn_resolutions = sizes
+    dec, cout = nn.ModuleDict(), skips[-1]
+    for level, mult in reversed(list(enumerate(channel_mult))):
+        r = img_resolution >> level
+        if level == len(channel_mult) - 1:
+            dec[f"{r}x{r}_in0"] = Block(cout, cout, emb, attention=True, **kw)
+            dec[f"{r}x{r}_in1"] = Block(cout, cout, emb, **kw)
+        else:
+            dec[f"{r}x{r}_up"] = Block(cout, cout, emb, up=True, **kw)
+        for i in range(num_blocks + 1):
+            cin, cout = cout + skips.pop(), model_channels * mult
+            attn = i == num_blocks and r in attn_resolutions
+            dec[f"{r}x{r}_block{i}"] = Block(cin, cout, emb, attention=attn, **kw)
+        if decoder_type == "skip" or level == 0:
+            if decoder_type == "skip" and level < len(channel_mult) - 1:
+                dec[f"{r}x{r}_aux_up"] = Conv(out_channels, out_channels, 0, up=True, taps=taps)
+            dec[f"{r}x{r}_aux_norm"] = GroupNorm(cout, eps=1e-6)
+            dec[f"{r}x{r}_aux_conv"] = Conv(cout, out_channels, 3)
+    return dec
+
+
 class TorchSongUNet(nn.Module):
     """DDPM++ / NCSN++ (``SongUNet``): standard / skip / residual encoder, standard / skip decoder."""
 
@@ -180,30 +203,10 @@ class TorchSongUNet(nn.Module):
                 self.enc[f"{r}x{r}_block{i}"] = Block(
                     cin, cout, emb, attention=r in attn_resolutions, **kw
                 )
-        skips = [
-            getattr(m, "out_channels", None) or m.cout
-            for n, m in self.enc.items()
-            if "aux" not in n
-        ]
-        self.dec = nn.ModuleDict()
-        for level, mult in reversed(list(enumerate(channel_mult))):
-            r = img_resolution >> level
-            if level == len(channel_mult) - 1:
-                self.dec[f"{r}x{r}_in0"] = Block(cout, cout, emb, attention=True, **kw)
-                self.dec[f"{r}x{r}_in1"] = Block(cout, cout, emb, **kw)
-            else:
-                self.dec[f"{r}x{r}_up"] = Block(cout, cout, emb, up=True, **kw)
-            for i in range(num_blocks + 1):
-                cin, cout = cout + skips.pop(), model_channels * mult
-                attn = i == num_blocks and r in attn_resolutions
-                self.dec[f"{r}x{r}_block{i}"] = Block(cin, cout, emb, attention=attn, **kw)
-            if decoder_type == "skip" or level == 0:
-                if decoder_type == "skip" and level < len(channel_mult) - 1:
-                    self.dec[f"{r}x{r}_aux_up"] = Conv(
-                        out_channels, out_channels, 0, up=True, taps=resample_filter
-                    )
-                self.dec[f"{r}x{r}_aux_norm"] = GroupNorm(cout, eps=1e-6)
-                self.dec[f"{r}x{r}_aux_conv"] = Conv(cout, out_channels, 3)
+        skips = [m.out_channels if isinstance(m, Block) else m.cout for m in self.enc.values()]
+        skips = [c for c, n in zip(skips, self.enc) if "aux" not in n]
+        sizes = (img_resolution, model_channels, channel_mult, num_blocks, attn_resolutions)
+        self.dec = _song_decoder(sizes, skips, emb, kw, decoder_type, out_channels, resample_filter)
 
     def forward(self, x, noise_labels, y=None):
         emb = self.map_noise(noise_labels)
@@ -266,7 +269,7 @@ class TorchDhariwalUNet(nn.Module):
                 self.enc[f"{r}x{r}_block{i}"] = Block(
                     cin, cout, emb, attention=r in attn_resolutions, **kw
                 )
-        skips = [getattr(m, "out_channels", None) or m.cout for m in self.enc.values()]
+        skips = [m.out_channels if isinstance(m, Block) else m.cout for m in self.enc.values()]
         self.dec = nn.ModuleDict()
         for level, mult in reversed(list(enumerate(channel_mult))):
             r = img_resolution >> level

@@ -48,6 +48,49 @@ DHARIWAL_UNET_PRESETS: dict[str, dict] = {
 }
 
 
+def _adm_encoder(
+    res0, model_channels, channel_mult, num_blocks, emb_ch, attn_res, in_channels, block, init
+) -> dict[str, nnx.Module]:
+    """``enc``: input conv, then per level a down block (not at the first) and the blocks."""
+    enc: dict[str, nnx.Module] = {}
+    cout = in_channels
+    for level, mult in enumerate(channel_mult):
+        res = res0 >> level
+        if level == 0:
+            conv = {k: block[k] for k in ("dtype", "precision", "rngs")}
+            enc[f"{res}x{res}_conv"] = EDMConv(cout, model_channels * mult, 3, **init, **conv)
+            cout = model_channels * mult
+        else:
+            enc[f"{res}x{res}_down"] = EDMUNetBlock(cout, cout, emb_ch, down=True, **block)
+        for idx in range(num_blocks):
+            cin, cout = cout, model_channels * mult
+            enc[f"{res}x{res}_block{idx}"] = EDMUNetBlock(
+                cin, cout, emb_ch, attention=res in attn_res, **block
+            )
+    return enc
+
+
+def _adm_decoder(
+    res0, model_channels, channel_mult, num_blocks, emb_ch, attn_res, skips, block
+) -> dict[str, nnx.Module]:
+    """``dec``: in0 / in1 (coarsest) or up, then ``num_blocks + 1`` skip-concatenating blocks."""
+    dec: dict[str, nnx.Module] = {}
+    cout = skips[-1]
+    for level, mult in reversed(list(enumerate(channel_mult))):
+        res = res0 >> level
+        if level == len(channel_mult) - 1:
+            dec[f"{res}x{res}_in0"] = EDMUNetBlock(cout, cout, emb_ch, attention=True, **block)
+            dec[f"{res}x{res}_in1"] = EDMUNetBlock(cout, cout, emb_ch, **block)
+        else:
+            dec[f"{res}x{res}_up"] = EDMUNetBlock(cout, cout, emb_ch, up=True, **block)
+        for idx in range(num_blocks + 1):
+            cin, cout = cout + skips.pop(), model_channels * mult
+            dec[f"{res}x{res}_block{idx}"] = EDMUNetBlock(
+                cin, cout, emb_ch, attention=res in attn_res, **block
+            )
+    return dec
+
+
 class DhariwalUNet(nnx.Module):
     """ADM (upstream ``DhariwalUNet``), ``F(x, c_noise, y)``.
 
@@ -103,7 +146,6 @@ class DhariwalUNet(nnx.Module):
             **conv,
         )
         self.num_classes, self.dtype, self.remat = num_classes, dtype, remat
-        self.img_resolution, self.out_channels = img_resolution, out_channels
         self.map_noise = PositionalEmbedding(model_channels)
         self.map_augment = (
             edm_linear(augment_dim, model_channels, bias=False, **init_zero, rngs=rngs)
@@ -120,37 +162,13 @@ class DhariwalUNet(nnx.Module):
             else None
         )
 
-        enc: dict[str, nnx.Module] = {}
-        cout = in_channels
-        for level, mult in enumerate(channel_mult):
-            res = img_resolution >> level
-            if level == 0:
-                enc[f"{res}x{res}_conv"] = EDMConv(cout, model_channels * mult, 3, **init, **conv)
-                cout = model_channels * mult
-            else:
-                enc[f"{res}x{res}_down"] = EDMUNetBlock(cout, cout, emb_ch, down=True, **block)
-            for idx in range(num_blocks):
-                cin, cout = cout, model_channels * mult
-                enc[f"{res}x{res}_block{idx}"] = EDMUNetBlock(
-                    cin, cout, emb_ch, attention=res in attn_resolutions, **block
-                )
+        sizes = (img_resolution, model_channels, tuple(channel_mult), num_blocks, emb_ch)
+        enc = _adm_encoder(*sizes, tuple(attn_resolutions), in_channels, block, init)
         skips = [m.out_channels for m in enc.values()]
-
-        dec: dict[str, nnx.Module] = {}
-        for level, mult in reversed(list(enumerate(channel_mult))):
-            res = img_resolution >> level
-            if level == len(channel_mult) - 1:
-                dec[f"{res}x{res}_in0"] = EDMUNetBlock(cout, cout, emb_ch, attention=True, **block)
-                dec[f"{res}x{res}_in1"] = EDMUNetBlock(cout, cout, emb_ch, **block)
-            else:
-                dec[f"{res}x{res}_up"] = EDMUNetBlock(cout, cout, emb_ch, up=True, **block)
-            for idx in range(num_blocks + 1):
-                cin, cout = cout + skips.pop(), model_channels * mult
-                dec[f"{res}x{res}_block{idx}"] = EDMUNetBlock(
-                    cin, cout, emb_ch, attention=res in attn_resolutions, **block
-                )
+        dec = _adm_decoder(*sizes, tuple(attn_resolutions), skips, block)
         self.enc_names, self.dec_names = tuple(enc), tuple(dec)
         self.enc, self.dec = nnx.Dict(enc), nnx.Dict(dec)
+        cout = model_channels * channel_mult[0]
         self.out_norm = edm_group_norm(cout, rngs=rngs)
         self.out_conv = EDMConv(cout, out_channels, 3, **init_zero, **conv)
 

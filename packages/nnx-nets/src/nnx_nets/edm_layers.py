@@ -128,7 +128,9 @@ class EDMConv(nnx.Module):
       down: 2x downsampling (conv with ``f f^T / (sum f)^2``, stride 2).
       resample_filter: the 1-D FIR taps ``f``.
       fused_resample: resample and conv in the upstream "fused" order and paddings.
-      init_mode, init_weight, init_bias: upstream ``weight_init`` mode and gains.
+      init_mode: upstream ``weight_init`` mode (``xavier_uniform``, ``kaiming_normal``, ...).
+      init_weight: gain of the weight's initialisation.
+      init_bias: gain of the bias's initialisation.
       dtype: compute dtype.
       precision: conv precision.
       rngs: parameter stream.

@@ -22,6 +22,7 @@ dropped label). Module names are upstream's (``enc['32x32_block0']``, ``dec['32x
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import jax
 import jax.numpy as jnp
@@ -61,6 +62,91 @@ SONG_UNET_PRESETS: dict[str, dict] = {
     "edm-cifar10-ddpmpp": {**_CIFAR10, **_DDPMPP, "dropout": 0.13, "augment_dim": 9},
     "edm-cifar10-ncsnpp": {**_CIFAR10, **_NCSNPP, "dropout": 0.13, "augment_dim": 9},
 }
+
+
+_TYPES = {
+    (m, e, d)
+    for m in ("positional", "fourier")
+    for e in ("standard", "skip", "residual")
+    for d in ("standard", "skip")
+}
+
+
+@dataclass(frozen=True)
+class _SongLayout:
+    """What the encoder and decoder builders share (sizes, block and init kwargs)."""
+
+    img_resolution: int
+    model_channels: int
+    channel_mult: tuple[int, ...]
+    num_blocks: int
+    attn_resolutions: tuple[int, ...]
+    emb_ch: int
+    resample_filter: tuple[int, ...]
+    block: dict
+    init: dict
+    init_zero: dict
+    conv: dict
+
+
+def _song_encoder(lay: _SongLayout, in_channels: int, encoder_type: str) -> dict[str, nnx.Module]:
+    """``enc``: input conv, per level a down block (+ aux skip / residual path) and blocks."""
+    enc: dict[str, nnx.Module] = {}
+    cout = caux = in_channels
+    aux = {"down": True, "resample_filter": lay.resample_filter, **lay.conv}
+    for level, mult in enumerate(lay.channel_mult):
+        res = lay.img_resolution >> level
+        if level == 0:
+            enc[f"{res}x{res}_conv"] = EDMConv(cout, lay.model_channels, 3, **lay.init, **lay.conv)
+            cout = lay.model_channels
+        else:
+            enc[f"{res}x{res}_down"] = EDMUNetBlock(cout, cout, lay.emb_ch, down=True, **lay.block)
+            if encoder_type == "skip":
+                enc[f"{res}x{res}_aux_down"] = EDMConv(caux, caux, 0, **aux)
+                enc[f"{res}x{res}_aux_skip"] = EDMConv(caux, cout, 1, **lay.init, **lay.conv)
+            if encoder_type == "residual":
+                enc[f"{res}x{res}_aux_residual"] = EDMConv(
+                    caux, cout, 3, fused_resample=True, **aux, **lay.init
+                )
+                caux = cout
+        for idx in range(lay.num_blocks):
+            cin, cout = cout, lay.model_channels * mult
+            attention = res in lay.attn_resolutions
+            enc[f"{res}x{res}_block{idx}"] = EDMUNetBlock(
+                cin, cout, lay.emb_ch, attention=attention, **lay.block
+            )
+    return enc
+
+
+def _song_decoder(
+    lay: _SongLayout, skips: list[int], out_channels: int, decoder_type: str
+) -> dict[str, nnx.Module]:
+    """``dec``: per level (coarsest first) in/up blocks, skip-concatenating blocks, aux head."""
+    dec: dict[str, nnx.Module] = {}
+    cout, top = skips[-1], len(lay.channel_mult) - 1
+    emb, block = lay.emb_ch, lay.block
+    for level, mult in reversed(list(enumerate(lay.channel_mult))):
+        res = lay.img_resolution >> level
+        if level == top:
+            dec[f"{res}x{res}_in0"] = EDMUNetBlock(cout, cout, emb, attention=True, **block)
+            dec[f"{res}x{res}_in1"] = EDMUNetBlock(cout, cout, emb, **block)
+        else:
+            dec[f"{res}x{res}_up"] = EDMUNetBlock(cout, cout, emb, up=True, **block)
+        for idx in range(lay.num_blocks + 1):
+            cin, cout = cout + skips.pop(), lay.model_channels * mult
+            attn = idx == lay.num_blocks and res in lay.attn_resolutions
+            dec[f"{res}x{res}_block{idx}"] = EDMUNetBlock(cin, cout, emb, attention=attn, **block)
+        if decoder_type == "skip" or level == 0:
+            if decoder_type == "skip" and level < top:
+                dec[f"{res}x{res}_aux_up"] = EDMConv(
+                    out_channels, out_channels, 0, up=True,
+                    resample_filter=lay.resample_filter, **lay.conv,
+                )  # fmt: skip
+            dec[f"{res}x{res}_aux_norm"] = edm_group_norm(cout, eps=1e-6, rngs=lay.conv["rngs"])
+            dec[f"{res}x{res}_aux_conv"] = EDMConv(
+                cout, out_channels, 3, **lay.init_zero, **lay.conv
+            )
+    return dec
 
 
 class SongUNet(nnx.Module):
@@ -113,17 +199,11 @@ class SongUNet(nnx.Module):
         remat: bool = False,
         rngs: nnx.Rngs,
     ):
-        if embedding_type not in ("fourier", "positional"):
+        if (embedding_type, encoder_type, decoder_type) not in _TYPES:
             raise ValueError(
-                f"embedding_type must be 'fourier' or 'positional', got {embedding_type!r}"
-            )
-        if encoder_type not in ("standard", "skip", "residual") or decoder_type not in (
-            "standard",
-            "skip",
-        ):
-            raise ValueError(
-                "encoder_type must be standard/skip/residual and decoder_type standard/skip, "
-                f"got {encoder_type!r}, {decoder_type!r}"
+                "embedding_type must be positional/fourier, encoder_type standard/skip/residual "
+                f"and decoder_type standard/skip; got {embedding_type!r}, {encoder_type!r}, "
+                f"{decoder_type!r}"
             )
         emb_ch, noise_ch = model_channels * channel_mult_emb, model_channels * channel_mult_noise
         init = {"init_mode": "xavier_uniform"}
@@ -136,7 +216,6 @@ class SongUNet(nnx.Module):
             init=init, init_zero=init_zero, init_attn=init_attn, **conv,
         )  # fmt: skip
         self.num_classes, self.dtype, self.remat = num_classes, dtype, remat
-        self.img_resolution, self.out_channels = img_resolution, out_channels
         if embedding_type == "positional":
             self.map_noise = PositionalEmbedding(noise_ch, endpoint=True)
         else:
@@ -146,58 +225,13 @@ class SongUNet(nnx.Module):
         self.map_augment = lin(augment_dim, noise_ch, bias=False) if augment_dim else None
         self.map_layer0 = lin(noise_ch, emb_ch)
         self.map_layer1 = lin(emb_ch, emb_ch)
-
-        enc: dict[str, nnx.Module] = {}
-        cout = caux = in_channels
-        for level, mult in enumerate(channel_mult):
-            res = img_resolution >> level
-            if level == 0:
-                enc[f"{res}x{res}_conv"] = EDMConv(cout, model_channels, 3, **init, **conv)
-                cout = model_channels
-            else:
-                enc[f"{res}x{res}_down"] = EDMUNetBlock(cout, cout, emb_ch, down=True, **block)
-                aux = {"down": True, "resample_filter": resample_filter}
-                if encoder_type == "skip":
-                    enc[f"{res}x{res}_aux_down"] = EDMConv(caux, caux, 0, **aux, **conv)
-                    enc[f"{res}x{res}_aux_skip"] = EDMConv(caux, cout, 1, **init, **conv)
-                if encoder_type == "residual":
-                    enc[f"{res}x{res}_aux_residual"] = EDMConv(
-                        caux, cout, 3, fused_resample=True, **aux, **init, **conv
-                    )
-                    caux = cout
-            for idx in range(num_blocks):
-                cin, cout = cout, model_channels * mult
-                enc[f"{res}x{res}_block{idx}"] = EDMUNetBlock(
-                    cin, cout, emb_ch, attention=res in attn_resolutions, **block
-                )
+        layout = _SongLayout(
+            img_resolution, model_channels, tuple(channel_mult), num_blocks,
+            tuple(attn_resolutions), emb_ch, tuple(resample_filter), block, init, init_zero, conv,
+        )  # fmt: skip
+        enc = _song_encoder(layout, in_channels, encoder_type)
         skips = [m.out_channels for n, m in enc.items() if "aux" not in n]
-
-        dec: dict[str, nnx.Module] = {}
-        for level, mult in reversed(list(enumerate(channel_mult))):
-            res = img_resolution >> level
-            if level == len(channel_mult) - 1:
-                dec[f"{res}x{res}_in0"] = EDMUNetBlock(cout, cout, emb_ch, attention=True, **block)
-                dec[f"{res}x{res}_in1"] = EDMUNetBlock(cout, cout, emb_ch, **block)
-            else:
-                dec[f"{res}x{res}_up"] = EDMUNetBlock(cout, cout, emb_ch, up=True, **block)
-            for idx in range(num_blocks + 1):
-                cin, cout = cout + skips.pop(), model_channels * mult
-                attn = idx == num_blocks and res in attn_resolutions
-                dec[f"{res}x{res}_block{idx}"] = EDMUNetBlock(
-                    cin, cout, emb_ch, attention=attn, **block
-                )
-            if decoder_type == "skip" or level == 0:
-                if decoder_type == "skip" and level < len(channel_mult) - 1:
-                    dec[f"{res}x{res}_aux_up"] = EDMConv(
-                        out_channels,
-                        out_channels,
-                        0,
-                        up=True,
-                        resample_filter=resample_filter,
-                        **conv,
-                    )
-                dec[f"{res}x{res}_aux_norm"] = edm_group_norm(cout, eps=1e-6, rngs=rngs)
-                dec[f"{res}x{res}_aux_conv"] = EDMConv(cout, out_channels, 3, **init_zero, **conv)
+        dec = _song_decoder(layout, skips, out_channels, decoder_type)
         self.enc_names, self.dec_names = tuple(enc), tuple(dec)
         self.enc, self.dec = nnx.Dict(enc), nnx.Dict(dec)
 

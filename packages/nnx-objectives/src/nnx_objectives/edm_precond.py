@@ -23,8 +23,9 @@ and ``__call__(x_t, t, y)`` is the same clean-data estimate in the library's tim
 
 from __future__ import annotations
 
+import math
+
 import jax.numpy as jnp
-import numpy as np
 from flax import nnx
 from jax import Array
 
@@ -138,20 +139,21 @@ class VEPrecond(_Preconditioned):
         return EDMCoefficients(c_skip=one, c_out=sigma, c_in=one, c_noise=jnp.log(0.5 * sigma))
 
 
-def iddpm_sigma_levels(M: int = 1000, C_1: float = 0.001, C_2: float = 0.008) -> np.ndarray:
+def iddpm_sigma_levels(M: int = 1000, C_1: float = 0.001, C_2: float = 0.008) -> tuple[float, ...]:
     """The ``M + 1`` noise levels ``u_0 > ... > u_M = 0`` of iDDPM's cosine schedule (EDM Eq. 8 context).
 
     ``u_{j-1} = sqrt((u_j^2 + 1) / max(abar(j-1) / abar(j), C_1) - 1)`` with
-    ``abar(j) = sin^2(pi j / (2 M (C_2 + 1)))``, computed in float64 from ``u_M = 0``.
+    ``abar(j) = sin^2(pi j / (2 M (C_2 + 1)))``, computed in float64 from ``u_M = 0``;
+    returned as a tuple of ``M + 1`` floats.
     """
 
     def alpha_bar(j):
-        return np.sin(0.5 * np.pi * j / M / (C_2 + 1)) ** 2
+        return math.sin(0.5 * math.pi * j / M / (C_2 + 1)) ** 2
 
-    u = np.zeros(M + 1)
+    u = [0.0] * (M + 1)
     for j in range(M, 0, -1):
-        u[j - 1] = np.sqrt((u[j] ** 2 + 1) / max(alpha_bar(j - 1) / alpha_bar(j), C_1) - 1)
-    return u
+        u[j - 1] = math.sqrt((u[j] ** 2 + 1) / max(alpha_bar(j - 1) / alpha_bar(j), C_1) - 1)
+    return tuple(u)
 
 
 class IDDPMPrecond(_Preconditioned):
@@ -171,7 +173,7 @@ class IDDPMPrecond(_Preconditioned):
         self.net = net
         self.C_1, self.C_2, self.M = float(C_1), float(C_2), int(M)
         levels = iddpm_sigma_levels(self.M, self.C_1, self.C_2)
-        self.levels = tuple(float(v) for v in levels)  # static: hashable, no parameter
+        self.levels = levels  # static: hashable, no parameter
         self.sigma_min, self.sigma_max = float(levels[self.M - 1]), float(levels[0])
 
     def round_sigma(self, sigma: Array) -> Array:
