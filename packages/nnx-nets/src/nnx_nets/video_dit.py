@@ -107,7 +107,10 @@ class VideoDiT(nnx.Module):
       patch_size: ``p``.
       in_channels: ``C``.
       num_frames: the clip length the frame-index table covers (the training clip).
-      hidden_size, depth, num_heads, mlp_ratio: the transformer's sizes.
+      hidden_size: token width ``D``.
+      depth: number of blocks.
+      num_heads: heads of both attentions.
+      mlp_ratio: MLP width / ``D``.
       num_classes: real classes; the label table has a null row for guidance.
       causal: causal temporal attention.
       time_scale: multiplies ``t`` before the sinusoidal embedding (1: continuous time).

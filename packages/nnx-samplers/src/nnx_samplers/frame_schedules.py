@@ -23,7 +23,6 @@ from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from jax import Array
 
 __all__ = ["FrameField", "pyramid_times", "rollout_frames", "sample_frames"]
@@ -32,7 +31,7 @@ FrameField = Callable[[Array, Array], Array]
 """``field(x (B, F, ...), t (B, F)) -> velocity (B, F, ...)``."""
 
 
-def pyramid_times(num_frames: int, num_steps: int, *, stride: int = 0) -> np.ndarray:
+def pyramid_times(num_frames: int, num_steps: int, *, stride: int = 0) -> Array:
     """The schedule matrix ``T: (num_steps + stride * (num_frames - 1) + 1, num_frames)``.
 
     ``T[k, f] = clip(1 - (k - stride * f) / num_steps, 0, 1)``: each frame takes
@@ -49,9 +48,13 @@ def pyramid_times(num_frames: int, num_steps: int, *, stride: int = 0) -> np.nda
             f"{num_steps}, {stride}"
         )
     rows = num_steps + stride * (num_frames - 1)
-    k = np.arange(rows + 1, dtype=np.float64)[:, None]
-    f = np.arange(num_frames, dtype=np.float64)[None, :]
-    return np.clip(1.0 - (k - stride * f) / num_steps, 0.0, 1.0).astype(np.float32)
+    # Python floats (float64) per entry, then one float32 array: the same table whatever
+    # jax_enable_x64 says.
+    table = [
+        [min(1.0, max(0.0, 1.0 - (k - stride * f) / num_steps)) for f in range(num_frames)]
+        for k in range(rows + 1)
+    ]
+    return jnp.asarray(table, jnp.float32)
 
 
 def _frame_shaped(t: Array, x: Array) -> Array:
@@ -59,7 +62,7 @@ def _frame_shaped(t: Array, x: Array) -> Array:
     return t.reshape(*t.shape, *([1] * (x.ndim - 2)))
 
 
-def sample_frames(field: FrameField, x: Array, times: Array | np.ndarray) -> Array:
+def sample_frames(field: FrameField, x: Array, times: Array) -> Array:
     """Euler along the rows of ``times`` (module docstring); one network call per row.
 
     Args:
@@ -112,9 +115,8 @@ def rollout_frames(
     first = min(window, length)
     clip = sample_frames(field, noise[:, :first], pyramid_times(first, num_steps, stride=stride))
     frames = [clip[:, f] for f in range(first)]
-    context_times = np.zeros((num_steps + 1, window - 1), np.float32)
-    new_times = pyramid_times(1, num_steps)
-    times = np.concatenate([context_times, new_times], axis=1)
+    context_times = jnp.zeros((num_steps + 1, window - 1), jnp.float32)
+    times = jnp.concatenate([context_times, pyramid_times(1, num_steps)], axis=1)
     for f in range(first, length):
         context = jnp.stack(frames[f - window + 1 : f], axis=1)
         clip = jnp.concatenate([context, noise[:, f : f + 1]], axis=1)
