@@ -30,6 +30,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from nnx_nets.adaln import AdaLNModulation, modulate
+from nnx_nets.block_stack import run_blocks
 from nnx_nets.attention import SelfAttention
 from nnx_nets.dit import DiTFinalLayer
 from nnx_nets.embeddings import (
@@ -42,7 +43,7 @@ from nnx_nets.embeddings import (
 )
 from nnx_nets.mlp import Mlp
 from nnx_nets.norms import layer_norm
-from nnx_nets.precision import Precision, resolve_precision
+from nnx_nets.precision import Precision, RematPolicy, remat_policy, resolve_precision
 
 __all__ = ["VideoDiT", "VideoDiTBlock"]
 
@@ -79,9 +80,17 @@ class VideoDiTBlock(nnx.Module):
         self.mlp = Mlp(hidden_size, int(hidden_size * mlp_ratio), dtype=dtype, rngs=rngs)
         self.adaln = AdaLNModulation(hidden_size, 9, dtype=dtype, rngs=rngs)
 
-    def __call__(self, x: jax.Array, c: jax.Array) -> jax.Array:
-        """``x: (B, F, N, D)`` float32 residual stream, ``c: (B, F, D)`` -> ``(B, F, N, D)``."""
-        batch, frames, tokens, width = x.shape
+    def __call__(self, x: jax.Array, c: jax.Array, *, rope: None = None) -> jax.Array:
+        """``x: (B, F*N, D)`` float32 residual stream, ``c: (B, F, D)`` -> ``(B, F*N, D)``.
+
+        The stream is flat over (frame, token), row-major, so that `run_blocks` (scan,
+        remat, the ``(batch, seq, embed)`` hints) applies unchanged; ``rope`` must be None.
+        """
+        if rope is not None:
+            raise ValueError("VideoDiTBlock uses absolute position tables, not rope")
+        batch, frames, width = c.shape
+        tokens = x.shape[1] // frames
+        x = x.reshape(batch, frames, tokens, width)
         chunks = self.adaln(c.reshape(batch * frames, width))  # 9 x (B*F, 1, D)
         chunks = [chunk.reshape(batch, frames, 1, width) for chunk in chunks]
         shift_s, scale_s, gate_s, shift_t, scale_t, gate_t, shift_m, scale_m, gate_m = chunks
@@ -96,7 +105,8 @@ class VideoDiTBlock(nnx.Module):
         x = x + gate_t * h.reshape(batch, tokens, frames, width).transpose(0, 2, 1, 3)
 
         h = modulate(layer_norm(x, eps=_NORM_EPS).astype(c.dtype), shift_m, scale_m)
-        return x + gate_m * self.mlp(h)
+        x = x + gate_m * self.mlp(h)
+        return x.reshape(batch, frames * tokens, width)
 
 
 class VideoDiT(nnx.Module):
@@ -116,6 +126,9 @@ class VideoDiT(nnx.Module):
       time_scale: multiplies ``t`` before the sinusoidal embedding (1: continuous time).
       precision: the dtype policy (parameters float32; norms, the time embedding and the
         output float32; the residual stream in its ``residual_dtype``).
+      remat: what each block keeps for the backward pass ("none", "dots_saveable", "full").
+      scan_blocks: run the blocks under one ``jax.lax.scan`` (same parameter layout; on
+        XLA:CPU this shortens compilation and, with ``remat="full"``, the step).
       rngs: initialisation.
 
     Call as ``model(x, t, y)`` with ``t: (B, F)`` -> velocity ``(B, F, H, W, C)`` float32.
@@ -136,9 +149,12 @@ class VideoDiT(nnx.Module):
         causal: bool = True,
         time_scale: float = 1.0,
         precision: Precision | str = "float32",
+        remat: RematPolicy | bool = "none",
+        scan_blocks: bool = False,
         rngs: nnx.Rngs,
     ) -> None:
         self.precision = resolve_precision(precision)
+        self.remat, self.scan_blocks = remat_policy(remat), scan_blocks
         dtype = self.precision.compute_dtype
         if input_size % patch_size:
             raise ValueError(f"input_size {input_size} is not a multiple of patch {patch_size}")
@@ -194,10 +210,10 @@ class VideoDiT(nnx.Module):
         tokens = tokens + sincos_pos_embed_2d(self.hidden_size, grid, grid)[None, None]
         frame_table = sincos_pos_embed_1d(self.hidden_size, self.num_frames)[:frames]
         tokens = (tokens + frame_table[None, :, None, :]).astype(self.precision.residual_dtype)
+        tokens = tokens.reshape(batch, frames * grid * grid, self.hidden_size)
         t_emb = self.t_embedder(self.time_scale * t.reshape(-1)).reshape(batch, frames, -1)
         c = (t_emb + self.y_embedder(y)[:, None, :].astype(jnp.float32)).astype(dtype)
-        for block in self.blocks:
-            tokens = block(tokens, c)
+        tokens, _ = run_blocks(self.blocks, tokens, c, scan=self.scan_blocks, remat=self.remat)
         flat_c = jnp.repeat(c.reshape(batch * frames, 1, -1), grid * grid, axis=1)
         out = self.final_layer(tokens.reshape(batch * frames, grid * grid, -1), flat_c)
         out = unpatchify(out, (grid, grid), self.patch_size)
