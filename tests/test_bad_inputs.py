@@ -73,7 +73,7 @@ EXPECTED = {
     ),
     "test_unknown_objective": (
         "Unknown objective.name='vdm'; valid names: interpolant, ddpm, meanflow, edm, edm2, "
-        "repa, rae_decoder, diffusion_forcing, dmd2, sct, scd."
+        "repa, rae_decoder, diffusion_forcing, dmd2, sct, scd, self_forcing."
     ),
     "test_sampler_key_the_recipe_ignores": (
         "sampler.solver='heun' is ignored by the meanflow recipe (it samples with euler_jump "

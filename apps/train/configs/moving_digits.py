@@ -29,12 +29,12 @@ from nnx_train.defaults import (
 def get_config(arg: str | None = None):
     config = base_config()
     config.name = "moving_digits"
-    config.data = moving_digits_data(num_frames=4, frame_size=16, motions_per_digit=8)
+    config.data = moving_digits_data(num_frames=4, frame_size=12, motions_per_digit=8)
     config.loader.read_threads = 2
     config.model = {
         "name": "VideoDiT",
-        "input_size": 16,
-        "patch_size": 4,
+        "input_size": 12,
+        "patch_size": 2,
         "in_channels": 1,
         "num_frames": 4,
         "hidden_size": 64,
@@ -44,6 +44,8 @@ def get_config(arg: str | None = None):
         "num_classes": 10,
         "causal": True,
         "dtype": "float32",
+        "scan_blocks": True,
+        "remat": "full",
     }
     config.objective = diffusion_forcing_objective(
         class_dropout=0.1, rollout_frames=8, pyramid_stride=0

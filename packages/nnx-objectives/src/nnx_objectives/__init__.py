@@ -58,6 +58,7 @@ from nnx_objectives.repa import (
     negative_cosine_similarity,
     resize_token_grid,
 )
+from nnx_objectives.self_forcing import SelfForcingLoss, clip_at_one_time, self_forcing_rollout
 from nnx_objectives.sit_intervals import sit_default_eps, sit_time_interval
 from nnx_objectives.time_distributions import (
     LogitNormalTime,
@@ -104,6 +105,9 @@ __all__ = [
     "ConsistencyObjective",
     "DDPMSchedule",
     "DiffusionForcingObjective",
+    "SelfForcingLoss",
+    "clip_at_one_time",
+    "self_forcing_rollout",
     "DataPredictor",
     "DistributionMatchingLoss",
     "EDMCoefficients",

@@ -67,7 +67,8 @@ def data_predictor(
     ``v = v(., null) + w (v(., y) - v(., null))`` when ``guidance_scale = w != 1``.
 
     Args:
-      network: ``network(x_t, t, y) -> v`` (velocity, our time convention).
+      network: ``network(x_t, t, y) -> v`` (velocity, our time convention); ``t`` is
+        ``(B,)``, or ``(B, F)`` for clips ``x_t: (B, F, ...)`` with one time per frame.
       path: the network's path.
       guidance_scale: classifier-free guidance weight (1: conditional only).
       null_label: the explicit null label, required when ``guidance_scale != 1``.
@@ -80,6 +81,15 @@ def data_predictor(
         if guidance_scale != 1.0:
             v_null = network(x_t, t, jnp.full_like(y, null_label)).astype(jnp.float32)
             v = v_null + guidance_scale * (v - v_null)
+        if t.ndim == 2 and x_t.ndim > 2:  # clips with one time per frame: (B, F, ...)
+            flat = x_t.shape[0] * x_t.shape[1]
+            x0 = data_from_velocity(
+                x_t.reshape(flat, *x_t.shape[2:]),
+                v.reshape(flat, *v.shape[2:]),
+                t.reshape(flat),
+                path,
+            )
+            return x0.reshape(x_t.shape)
         return data_from_velocity(x_t, v, t, path)
 
     return predict

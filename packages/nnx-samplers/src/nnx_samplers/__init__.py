@@ -25,6 +25,7 @@ from nnx_samplers.adapters import (
     velocity_from_noise,
     velocity_from_score,
 )
+from nnx_samplers.causal_frames import FrameDenoiser, few_step_rollout, next_frame_denoiser
 from nnx_samplers.consistency import (
     SCM_TWO_STEP_MID_T,
     Denoiser,
@@ -112,6 +113,9 @@ __all__ = [
     "pyramid_times",
     "rollout_frames",
     "sample_frames",
+    "FrameDenoiser",
+    "few_step_rollout",
+    "next_frame_denoiser",
     # few-step sampling (consistency models, DMD2 generators)
     "Denoiser",
     "consistency_sample",

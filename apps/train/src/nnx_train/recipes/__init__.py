@@ -26,6 +26,7 @@ from nnx_train.recipes.interpolant import interpolant_task
 from nnx_train.recipes.meanflow import meanflow_task
 from nnx_train.recipes.rae_decoder import rae_decoder_task
 from nnx_train.recipes.repa import repa_task
+from nnx_train.recipes.self_forcing import self_forcing_task
 
 __all__ = ["OBJECTIVE_NAMES", "RECIPES", "RecipeInputs", "build_task"]
 
@@ -41,6 +42,7 @@ RECIPES: dict[str, Callable[[RecipeInputs], tasks.Task]] = {
     "dmd2": dmd2_task,
     "sct": sct_task,
     "scd": scd_task,
+    "self_forcing": self_forcing_task,
 }
 OBJECTIVE_NAMES = tuple(RECIPES)
 

@@ -7,7 +7,9 @@ parameters for ``-1``) and ``metrics.json`` the teacher's own evaluation, which 
 distilled run reports next to its own figures.
 
 Supported teachers: the interpolant recipe on the linear path with velocity prediction
-(``v = eps - x0``, our time: 0 = data, 1 = noise), the digits default's objective.
+(``v = eps - x0``, our time: 0 = data, 1 = noise), the digits default's objective; for the
+video distillation (Self Forcing) the Diffusion Forcing recipe (linear path, velocity, one
+time per frame).
 """
 
 from __future__ import annotations
@@ -75,14 +77,22 @@ def _read_json(path: str) -> dict:
         return json.load(handle)
 
 
-def _check_objective(config: dict, workdir: str) -> None:
+def _check_objective(config: dict, workdir: str, recipes: tuple[str, ...]) -> None:
     objective = config.get("objective", {})
-    found = (objective.get("name"), objective.get("path"), objective.get("prediction"))
-    if found != ("interpolant", "linear", "velocity"):
+    name = objective.get("name")
+    if name in recipes and name == "diffusion_forcing":  # linear path, velocity, per frame
+        return
+    found = (name, objective.get("path"), objective.get("prediction"))
+    if "interpolant" not in recipes or found != ("interpolant", "linear", "velocity"):
+        wanted = (
+            "the interpolant recipe on the linear path with velocity prediction (as "
+            "configs/digits.py)"
+            if "interpolant" in recipes
+            else f"a run of the {' / '.join(recipes)} recipe"
+        )
         raise ConfigError(
             f"objective.teacher_workdir={workdir!r} was trained with objective {found}; a "
-            "teacher must be the interpolant recipe on the linear path with velocity prediction "
-            "(as configs/digits.py)."
+            f"teacher must be {wanted}."
         )
 
 
@@ -118,12 +128,16 @@ def jax_to_numpy(tree: Any) -> Any:
     return np.asarray(tree)
 
 
-def load_teacher(workdir: str, *, ema: float) -> Teacher:
+def load_teacher(
+    workdir: str, *, ema: float, recipes: tuple[str, ...] = ("interpolant",)
+) -> Teacher:
     """The teacher network of a finished run in ``workdir``.
 
     Args:
       workdir: the teacher run's workdir (``config.json``, ``checkpoints/``, ``metrics.json``).
       ema: which parameters: an EMA decay of that run, or ``-1`` for the raw parameters.
+      recipes: the objectives a teacher may have been trained with ("interpolant": linear
+        path, velocity; "diffusion_forcing": the video recipe, linear path, velocity).
 
     Raises:
       ConfigError: no such run, no checkpoint, another objective, or an unknown EMA.
@@ -132,7 +146,7 @@ def load_teacher(workdir: str, *, ema: float) -> Teacher:
     if not workdir or not os.path.isfile(config_path):
         raise ConfigError(f"objective.teacher_workdir={workdir!r} has no config.json; {HOW}.")
     config = _read_json(config_path)
-    _check_objective(config, workdir)
+    _check_objective(config, workdir, recipes)
     model = ConfigDict(config["model"])
     factory = build_model_factory(model, seed=int(config.get("seed", 0)))
     _, like, _ = nnx.split(nnx.eval_shape(factory), nnx.Param, ...)
