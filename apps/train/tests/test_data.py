@@ -38,7 +38,12 @@ def write_latents(root, count=6, shape=(8, 4, 4), num_classes=3, seed=0):
 
 def test_digits_split_is_stratified_and_scaled():
     split = load_digits_split(holdout_fraction=0.15, split_seed=0)
-    assert split.train_images.shape == (1527, 8, 8, 1) and split.heldout_images.shape == (270, 8, 8, 1)
+    assert split.train_images.shape == (1527, 8, 8, 1) and split.heldout_images.shape == (
+        270,
+        8,
+        8,
+        1,
+    )
     # 0..16 -> x / 8 - 1 covers exactly [-1, 1].
     assert split.train_images.min() == -1.0 and split.train_images.max() == 1.0
     counts = np.bincount(split.heldout_labels, minlength=10)
@@ -64,7 +69,9 @@ def test_latent_folder_and_zip_read_the_same(tmp_path):
 
 def test_latent_posterior_sampling_and_normalisation(tmp_path):
     arrays, _ = write_latents(tmp_path, shape=(4, 2, 2))
-    source = LatentSource(path=str(tmp_path), num_classes=3, posterior="mean_std", shift=1.0, scale=(2.0, 3.0))
+    source = LatentSource(
+        path=str(tmp_path), num_classes=3, posterior="mean_std", shift=1.0, scale=(2.0, 3.0)
+    )
     assert source.shape == (2, 2, 2)
     raw = source[0]
     rng = np.random.default_rng(5)
@@ -111,7 +118,9 @@ def test_imagefolder_adm_crop_and_flip(tmp_path):
         pixels = np.zeros((40, 60, 3), np.uint8)
         pixels[:, : 30 + 10 * label] = 255  # left part white
         Image.fromarray(pixels).save(tmp_path / name / "a.png")
-    source = ImageFolderSource(path=str(tmp_path), resolution=16, num_classes=2, horizontal_flip=True)
+    source = ImageFolderSource(
+        path=str(tmp_path), resolution=16, num_classes=2, horizontal_flip=True
+    )
     assert source.class_names == ["cat", "dog"] and source.shape == (16, 16, 3)
     record = source[0]
     assert record["x"].dtype == np.float32 and record["x"].shape == (16, 16, 3)

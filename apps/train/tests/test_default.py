@@ -45,7 +45,9 @@ def test_default_runs_end_to_end(tmp_path, capsys, monkeypatch):
     assert 0.0 <= metrics["generated_class_accuracy"] <= 1.0
     assert metrics["num_generated"] == 60 and metrics["num_heldout_real"] == 270
     # The held-out real images are closer to the real training images than 30-step samples.
-    assert metrics["real_train_vs_heldout_frechet_distance"] < metrics["classifier_frechet_distance"]
+    assert (
+        metrics["real_train_vs_heldout_frechet_distance"] < metrics["classifier_frechet_distance"]
+    )
     for name in ("samples.png", "loss_curve.png", "metrics.jsonl", "config.json", "run_info.json"):
         assert (tmp_path / name).is_file(), name
     info = json.loads((tmp_path / "run_info.json").read_text())
@@ -58,8 +60,10 @@ def test_default_runs_end_to_end(tmp_path, capsys, monkeypatch):
 
 
 def test_bad_key_on_the_command_line_is_one_line(tmp_path, capsys):
-    status = main(["train", f"--workdir={tmp_path}", "--config.train.num_step=3"],
-                  default_config=config_path("digits"))
+    status = main(
+        ["train", f"--workdir={tmp_path}", "--config.train.num_step=3"],
+        default_config=config_path("digits"),
+    )
     assert status == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: Unknown config key") and "num_steps" in err

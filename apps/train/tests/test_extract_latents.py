@@ -51,7 +51,13 @@ def test_extract_writes_edm2_latents(images, tiny_vae, tmp_path):
     tool = _tool()
     encode = tool.sdvae_encoder(tiny_vae)
     result = tool.extract(
-        str(images), str(tmp_path), encode=encode, resolution=16, flip=True, batch_size=4, progress=False
+        str(images),
+        str(tmp_path),
+        encode=encode,
+        resolution=16,
+        flip=True,
+        batch_size=4,
+        progress=False,
     )
     assert result == {"written": 12, "skipped": 0, "total": 12, "index": True}
     index = json.loads((tmp_path / "dataset.json").read_text())["labels"]
@@ -90,7 +96,9 @@ def test_extract_resumes(images, tiny_vae, tmp_path):
         calls.append(len(pixels))
         return encode(pixels)
 
-    tool.extract(str(images), str(tmp_path), encode=counting, resolution=16, batch_size=2, progress=False)
+    tool.extract(
+        str(images), str(tmp_path), encode=counting, resolution=16, batch_size=2, progress=False
+    )
     target = tmp_path / tool.output_name(4)
     before = np.load(target)
     target.unlink()
@@ -108,4 +116,6 @@ def test_extract_resumes(images, tiny_vae, tmp_path):
 def test_cli_reports_missing_weights(images, tmp_path, capsys):
     tool = _tool()
     with pytest.raises(SystemExit, match="--weights"):
-        tool.main(["--source", str(images), "--dest", str(tmp_path), "--weights", "/nonexistent.pt"])
+        tool.main(
+            ["--source", str(images), "--dest", str(tmp_path), "--weights", "/nonexistent.pt"]
+        )

@@ -56,7 +56,9 @@ def test_stop_and_resume_equals_uninterrupted(tmp_path):
     assert names == [jax.tree_util.keystr(p) for p, _ in arrays_b]
     assert any("ema_0.99" in n for n in names) and any("opt_state" in n for n in names)
     for (path, a), (_, b) in zip(arrays_a, arrays_b):
-        np.testing.assert_array_equal(np.asarray(a), np.asarray(b), err_msg=jax.tree_util.keystr(path))
+        np.testing.assert_array_equal(
+            np.asarray(a), np.asarray(b), err_msg=jax.tree_util.keystr(path)
+        )
     # The run changed something: the parameters moved away from their initial values.
     assert straight["images_per_second"] > 0
 
@@ -76,7 +78,13 @@ def test_checkpoint_of_another_model_is_named(tmp_path):
 
 
 def test_corrupt_latest_checkpoint_falls_back(tmp_path, caplog):
-    config = load("sit_b2", "samples.num_images=0", "train.num_steps=4", "checkpoint.every_steps=2", arg="tiny")
+    config = load(
+        "sit_b2",
+        "samples.num_images=0",
+        "train.num_steps=4",
+        "checkpoint.every_steps=2",
+        arg="tiny",
+    )
     train(config, str(tmp_path))
     # Damage every array file of step 4; step 2 stays intact.
     for path in (tmp_path / "checkpoints" / "4" / "state").rglob("*"):

@@ -27,7 +27,9 @@ def _setup(decays=(0.9, 0.5)):
 
     def loss_fn(model, frozen, batch, key):
         del frozen, key
-        return jnp.mean((model(batch["x"]) - batch["target"]) ** 2, axis=-1), {"t": batch["x"][:, 0]}
+        return jnp.mean((model(batch["x"]) - batch["target"]) ** 2, axis=-1), {
+            "t": batch["x"][:, 0]
+        }
 
     step = make_train_step(
         graphdef=graphdef,
@@ -54,8 +56,11 @@ def test_ema_starts_from_the_model_and_follows_the_formula():
     new_state, metrics = step(state, None, _batch())
     after_params = jax.tree.leaves(new_state.params)
     for decay in (0.9, 0.5):
-        for e0, p1, e1 in zip(jax.tree.leaves(before[ema_name(decay)]), after_params,
-                              jax.tree.leaves(new_state.ema[ema_name(decay)])):
+        for e0, p1, e1 in zip(
+            jax.tree.leaves(before[ema_name(decay)]),
+            after_params,
+            jax.tree.leaves(new_state.ema[ema_name(decay)]),
+        ):
             # float32 arithmetic of one step: 1 ulp-level agreement.
             np.testing.assert_allclose(e1, decay * e0 + (1 - decay) * np.asarray(p1), rtol=1e-6)
     assert int(new_state.step) == 1 and np.isfinite(float(metrics["loss"]))
@@ -69,7 +74,10 @@ def test_nonfinite_step_keeps_parameters_and_counts():
     new_state, metrics = step(state, None, _batch(scale=jnp.nan))
     assert float(metrics["nonfinite"]) == 1.0
     assert int(new_state.num_nonfinite) == 1 and int(new_state.step) == 1
-    for a, b in zip(jax.tree.leaves(kept), jax.tree.leaves((new_state.params, new_state.opt_state, new_state.ema))):
+    for a, b in zip(
+        jax.tree.leaves(kept),
+        jax.tree.leaves((new_state.params, new_state.opt_state, new_state.ema)),
+    ):
         np.testing.assert_array_equal(a, b)
     good_state, _ = step(new_state, None, _batch())
     assert int(good_state.num_nonfinite) == 1
@@ -102,4 +110,6 @@ def test_update_ema_rejects_bad_decay():
 
     with pytest.raises(ValueError, match="decay must lie in"):
         init_ema(params, (1.0,))
-    assert update_ema(init_ema(params, (0.0,)), {"w": jnp.zeros(2)}, (0.0,))["ema_0"]["w"].sum() == 0
+    assert (
+        update_ema(init_ema(params, (0.0,)), {"w": jnp.zeros(2)}, (0.0,))["ema_0"]["w"].sum() == 0
+    )

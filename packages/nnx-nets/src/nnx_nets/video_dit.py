@@ -30,8 +30,8 @@ import jax.numpy as jnp
 from flax import nnx
 
 from nnx_nets.adaln import AdaLNModulation, modulate
-from nnx_nets.block_stack import run_blocks
 from nnx_nets.attention import SelfAttention
+from nnx_nets.block_stack import run_blocks
 from nnx_nets.dit import DiTFinalLayer
 from nnx_nets.embeddings import (
     LabelEmbedder,
