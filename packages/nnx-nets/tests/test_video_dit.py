@@ -100,3 +100,17 @@ def test_scanned_and_rematerialised_blocks_compute_the_same_function_and_gradien
     scale = max(float(np.abs(b).max()) for b in jax.tree.leaves(g_plain))
     for a, b in zip(jax.tree.leaves(g_other), jax.tree.leaves(g_plain), strict=True):
         np.testing.assert_allclose(a, b, rtol=0, atol=1e-5 * scale)
+
+
+def test_spatial_rope_makes_attention_relative_and_keeps_the_parameters():
+    plain = nnx.eval_shape(lambda: VideoDiT(**KW, rngs=nnx.Rngs(0)))
+    roped = nnx.eval_shape(lambda: VideoDiT(**KW, spatial_rope=True, rngs=nnx.Rngs(0)))
+    shapes = [v.shape for v in jax.tree.leaves(nnx.state(plain, nnx.Param))]
+    assert shapes == [v.shape for v in jax.tree.leaves(nnx.state(roped, nnx.Param))]
+    a = random_model(lambda: VideoDiT(**KW, rngs=nnx.Rngs(0)), seed=5)
+    b = random_model(lambda: VideoDiT(**KW, spatial_rope=True, rngs=nnx.Rngs(0)), seed=5)
+    x, t, y = _inputs()
+    # Same weights, the rotation changes the spatial attention's logits: outputs differ.
+    assert float(np.abs(np.asarray(a(x, t, y) - b(x, t, y))).max()) > 1e-3
+    with pytest.raises(ValueError, match="divisible by 4"):
+        VideoDiT(**{**KW, "hidden_size": 36, "num_heads": 6}, spatial_rope=True, rngs=nnx.Rngs(0))

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 
+from nnx_train.data_flags import DATA_SECTIONS
 from nnx_train.errors import ConfigError
 
 __all__ = ["COMMANDS", "Options", "parse_options", "usage"]
@@ -34,8 +35,8 @@ _FLAGS = (
         "--data",
         "NAME",
         str,
-        "replace the data section: digits, synthetic, latents, imagefolder, "
-        "arrayrecord, webdataset (its defaults; --config.data.* then overrides)",
+        f"replace the data section: {', '.join(DATA_SECTIONS)} (its defaults; "
+        "--config.data.* then overrides)",
     ),
     ("--data_path", "PATH", str, "data.path (folder, zip, glob or shard range)"),
     ("--data_format", "FORMAT", str, "data.content of arrayrecord / webdataset: pixels or latents"),

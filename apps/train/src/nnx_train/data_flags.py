@@ -22,12 +22,12 @@ __all__ = ["DATA_SECTIONS", "apply_data_flags", "check_data_section"]
 
 DATA_SECTIONS = {
     "digits": sections.digits_data,
-    "moving_digits": sections.moving_digits_data,
     "synthetic": sections.synthetic_data,
     "latents": sections.latent_data,
     "imagefolder": sections.imagefolder_data,
     "arrayrecord": sections.arrayrecord_data,
     "webdataset": sections.webdataset_data,
+    "moving_digits": sections.moving_digits_data,
 }
 FORMATS = ("pixels", "latents")
 

@@ -133,6 +133,8 @@ def build_evaluator(config: ConfigDict) -> Any:
             return VideoDigitsEvaluator(
                 window=config.data.num_frames,
                 frame_size=config.data.frame_size,
+                grid=config.data.grid,
+                motion=config.data.motion,
                 holdout_fraction=config.data.holdout_fraction,
                 split_seed=config.data.split_seed,
                 seed=config.seed,

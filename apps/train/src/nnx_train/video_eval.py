@@ -59,17 +59,20 @@ def centroids(frames: np.ndarray) -> np.ndarray:
     return np.stack([rows, cols], axis=1)
 
 
-def motion_consistency(points: np.ndarray, span: int, *, tolerance: float = 0.5) -> np.ndarray:
+def motion_consistency(
+    points: np.ndarray, span: int, *, tolerance: float = 0.5, grid: int = 1
+) -> np.ndarray:
     """Per clip, the share of frames after the first that follow the best bounce path.
 
-    A bounce path is `bounce_positions` for some start in ``[0, span]`` and velocity of the
-    data set; a frame is consistent when, on both axes, its displacement from the first
+    A bounce path is `bounce_positions` for some start in ``[0, span]`` on the data's grid
+    and velocity of the data set; a frame is consistent when, on both axes, its displacement from the first
     frame is within ``tolerance`` pixels of the path's (the best path is chosen per axis).
 
     Args:
       points: ``(N, L, 2)`` per-frame centroids (`centroids`).
       span: the largest top-left position (frame size - 8).
       tolerance: pixels.
+      grid: the data's position grid (`MovingDigitsSource`'s ``grid``).
 
     Returns:
       ``(N,)`` in [0, 1].
@@ -77,11 +80,11 @@ def motion_consistency(points: np.ndarray, span: int, *, tolerance: float = 0.5)
     num, length, _ = points.shape
     if length < 2:
         return np.ones(num)
-    velocities = [s * sign for s in SPEEDS for sign in (-1, 1)]
+    velocities = [s * sign * grid for s in SPEEDS for sign in (-1, 1)]
     paths = np.stack(
         [
             bounce_positions(start, v, length, span) - start
-            for start in range(span + 1)
+            for start in range(0, span + 1, grid)
             for v in velocities
         ]
     )  # (P, L) displacements of every candidate path
@@ -100,6 +103,8 @@ class VideoDigitsEvaluator:
     Args:
       window: the training clip length ``W`` (frames scored as "within the horizon").
       frame_size: ``S``.
+      grid: the data's position grid.
+      motion: the data's motion rule (real reference clips are made with it).
       holdout_fraction, split_seed: the digits split of the data.
       classifier_steps: optimiser steps of the classifier.
       seed: classifier seed.
@@ -110,6 +115,8 @@ class VideoDigitsEvaluator:
         *,
         window: int,
         frame_size: int,
+        grid: int = 1,
+        motion: str = "random",
         holdout_fraction: float = 0.15,
         split_seed: int = 0,
         classifier_steps: int = 400,
@@ -124,7 +131,8 @@ class VideoDigitsEvaluator:
             split.train_images, split.train_labels, num_steps=classifier_steps, seed=seed
         )
         self._outputs = classifier_outputs(classifier)
-        self.window, self.frame_size = window, frame_size
+        self.window, self.frame_size, self.grid = window, frame_size, grid
+        self.motion = motion
         self.holdout_fraction, self.split_seed = holdout_fraction, split_seed
         self.setup_seconds = time.perf_counter() - start
 
@@ -142,9 +150,13 @@ class VideoDigitsEvaluator:
         points = centroids(frames).reshape(num, length, 2)
         return {
             "frame_accuracy": float(hits[:, :window].mean()),
-            "motion_consistency": float(motion_consistency(points[:, :window], span).mean()),
+            "motion_consistency": float(
+                motion_consistency(points[:, :window], span, grid=self.grid).mean()
+            ),
             "rollout_frame_accuracy": float(hits.mean()),
-            "rollout_motion_consistency": float(motion_consistency(points, span).mean()),
+            "rollout_motion_consistency": float(
+                motion_consistency(points, span, grid=self.grid).mean()
+            ),
         }
 
     def real_reference(self, length: int, count: int = 256) -> dict[str, float]:
@@ -153,6 +165,8 @@ class VideoDigitsEvaluator:
             split="heldout",
             num_frames=length,
             frame_size=self.frame_size,
+            grid=self.grid,
+            motion=self.motion,
             holdout_fraction=self.holdout_fraction,
             split_seed=self.split_seed,
             seed=1,

@@ -44,6 +44,7 @@ from nnx_nets.embeddings import (
 from nnx_nets.mlp import Mlp
 from nnx_nets.norms import layer_norm
 from nnx_nets.precision import Precision, RematPolicy, remat_policy, resolve_precision
+from nnx_nets.rope import axial_rope_tables
 
 __all__ = ["VideoDiT", "VideoDiTBlock"]
 
@@ -80,14 +81,13 @@ class VideoDiTBlock(nnx.Module):
         self.mlp = Mlp(hidden_size, int(hidden_size * mlp_ratio), dtype=dtype, rngs=rngs)
         self.adaln = AdaLNModulation(hidden_size, 9, dtype=dtype, rngs=rngs)
 
-    def __call__(self, x: jax.Array, c: jax.Array, *, rope: None = None) -> jax.Array:
+    def __call__(self, x: jax.Array, c: jax.Array, *, rope=None) -> jax.Array:
         """``x: (B, F*N, D)`` float32 residual stream, ``c: (B, F, D)`` -> ``(B, F*N, D)``.
 
         The stream is flat over (frame, token), row-major, so that `run_blocks` (scan,
-        remat, the ``(batch, seq, embed)`` hints) applies unchanged; ``rope`` must be None.
+        remat, the ``(batch, seq, embed)`` hints) applies unchanged. ``rope``: optional
+        ``(cos, sin)`` tables ``(N, head_dim)`` of the spatial attention.
         """
-        if rope is not None:
-            raise ValueError("VideoDiTBlock uses absolute position tables, not rope")
         batch, frames, width = c.shape
         tokens = x.shape[1] // frames
         x = x.reshape(batch, frames, tokens, width)
@@ -96,7 +96,7 @@ class VideoDiTBlock(nnx.Module):
         shift_s, scale_s, gate_s, shift_t, scale_t, gate_t, shift_m, scale_m, gate_m = chunks
 
         h = modulate(layer_norm(x, eps=_NORM_EPS).astype(c.dtype), shift_s, scale_s)
-        h = self.spatial_attn(h.reshape(batch * frames, tokens, width))
+        h = self.spatial_attn(h.reshape(batch * frames, tokens, width), rope)
         x = x + gate_s * h.reshape(batch, frames, tokens, width)
 
         h = modulate(layer_norm(x, eps=_NORM_EPS).astype(c.dtype), shift_t, scale_t)
@@ -124,6 +124,9 @@ class VideoDiT(nnx.Module):
       num_classes: real classes; the label table has a null row for guidance.
       causal: causal temporal attention.
       time_scale: multiplies ``t`` before the sinusoidal embedding (1: continuous time).
+      spatial_rope: also rotate the spatial attention's queries and keys with 2-D axial
+        RoPE over the frame's token grid (`nnx_nets.rope`, as LightningDiT): attention then
+        depends on relative positions, which a moving object keeps.
       precision: the dtype policy (parameters float32; norms, the time embedding and the
         output float32; the residual stream in its ``residual_dtype``).
       remat: what each block keeps for the backward pass ("none", "dots_saveable", "full").
@@ -148,6 +151,7 @@ class VideoDiT(nnx.Module):
         num_classes: int = 10,
         causal: bool = True,
         time_scale: float = 1.0,
+        spatial_rope: bool = False,
         precision: Precision | str = "float32",
         remat: RematPolicy | bool = "none",
         scan_blocks: bool = False,
@@ -161,6 +165,9 @@ class VideoDiT(nnx.Module):
         self.input_size, self.patch_size, self.in_channels = input_size, patch_size, in_channels
         self.num_frames, self.num_classes, self.time_scale = num_frames, num_classes, time_scale
         self.hidden_size = hidden_size
+        self.rope_head_dim = hidden_size // num_heads if spatial_rope else None
+        if self.rope_head_dim is not None:
+            axial_rope_tables(self.rope_head_dim, 1, 1)  # validates the head width early
         self.x_embedder = PatchEmbed(in_channels, hidden_size, patch_size, dtype=dtype, rngs=rngs)
         self.t_embedder = TimestepEmbedder(hidden_size, rngs=rngs)  # float32 in every policy
         self.y_embedder = LabelEmbedder(num_classes, hidden_size, dtype=dtype, rngs=rngs)
@@ -213,7 +220,12 @@ class VideoDiT(nnx.Module):
         tokens = tokens.reshape(batch, frames * grid * grid, self.hidden_size)
         t_emb = self.t_embedder(self.time_scale * t.reshape(-1)).reshape(batch, frames, -1)
         c = (t_emb + self.y_embedder(y)[:, None, :].astype(jnp.float32)).astype(dtype)
-        tokens, _ = run_blocks(self.blocks, tokens, c, scan=self.scan_blocks, remat=self.remat)
+        rope = None
+        if self.rope_head_dim is not None:
+            rope = axial_rope_tables(self.rope_head_dim, grid, grid)
+        tokens, _ = run_blocks(
+            self.blocks, tokens, c, rope=rope, scan=self.scan_blocks, remat=self.remat
+        )
         flat_c = jnp.repeat(c.reshape(batch * frames, 1, -1), grid * grid, axis=1)
         out = self.final_layer(tokens.reshape(batch * frames, grid * grid, -1), flat_c)
         out = unpatchify(out, (grid, grid), self.patch_size)
