@@ -1,15 +1,18 @@
 """What the app prints: third-party noise off by default (``--verbose`` shows it).
 
 Hidden unless ``--verbose``: XLA's C++ log lines (the "Very slow compile" alarm of
-``slow_operation_alarm.cc``; ``TF_CPP_MIN_LOG_LEVEL``), jax's backend probing ("Unable to
-initialize backend 'tpu'"), absl / orbax INFO chatter, and repeats of one Python warning.
-A value the user set in the environment wins.
+``slow_operation_alarm.cc``), jax's backend probing ("Unable to initialize backend 'tpu'"),
+absl / orbax INFO chatter, and repeats of one Python warning.
+
+XLA reads its C++ log level (``TF_CPP_MIN_LOG_LEVEL``) once, when jaxlib loads, which is
+before anything here runs (``nnx_train`` imports jax): the entry script ``apps/train/__main__.py``
+sets it to 3 before its first import unless ``--verbose`` is given (a value the user set in
+the environment wins). Tested in ``apps/train/tests/test_console_noise.py``.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import sys
 import warnings
 
@@ -24,9 +27,6 @@ def quiet_third_party(*, verbose: bool) -> None:
         logging.basicConfig(level=logging.INFO, stream=sys.stderr)
         logging.getLogger("nnx_train").setLevel(logging.DEBUG)
         return
-    # XLA's C++ logging reads this once, at its first message (after this call: no device
-    # has been touched yet). 3 keeps fatal errors only.
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     for name in _QUIET_LOGGERS:
         logging.getLogger(name).setLevel(logging.ERROR)
     warnings.simplefilter("once")  # a warning raised in a loop is shown once
