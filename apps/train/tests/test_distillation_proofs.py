@@ -15,12 +15,15 @@ Every run is the app's command line in a subprocess (``python apps/train ...``, 
 minutes-long trainings several times slower than the command a user runs. Each distillation's
 wall time is the run's own ``wall_seconds`` (``train()`` from its start to metrics.json:
 setup, compilation, training and the final evaluation; without the interpreter's start-up),
-and must stay under the issue's 5 minutes on 2 cores.
+and must stay under the issue's 5 minutes on 2 cores. The subprocess's CPU time is printed
+next to it (``-rA``): on a machine shared with other jobs the wall time grows, the CPU time
+does not.
 """
 
 import json
 import os
 import pathlib
+import resource
 import subprocess
 import sys
 
@@ -33,8 +36,14 @@ APP = pathlib.Path(__file__).resolve().parents[1]  # apps/train, as `uv run apps
 WALL_LIMIT_S = 300.0  # the issue's "each distillation run takes <= 5 minutes on 2 cores"
 
 
+def _cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def _app(workdir: pathlib.Path, *args: str) -> tuple[dict, str]:
-    """Runs the app's command line; returns ``(metrics.json, stdout)``."""
+    """Runs the app's command line; returns ``(metrics.json, stdout)``; metrics.json gains
+    ``cpu_seconds``, the subprocess's CPU time (load-independent, next to the wall time)."""
     env = {
         k: v
         for k, v in os.environ.items()
@@ -43,9 +52,11 @@ def _app(workdir: pathlib.Path, *args: str) -> tuple[dict, str]:
     env.update({"JAX_PLATFORMS": "cpu", "WANDB_MODE": "disabled"})
     command = [sys.executable, str(APP), f"--workdir={workdir}", *args]
     command.append("--config.logging.progress_bar=False")
-    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=900)
+    cpu = _cpu_seconds()
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=1800)
     assert done.returncode == 0, done.stderr[-3000:]
-    return json.loads((workdir / "metrics.json").read_text()), done.stdout
+    metrics = json.loads((workdir / "metrics.json").read_text())
+    return {**metrics, "cpu_seconds": _cpu_seconds() - cpu}, done.stdout
 
 
 @pytest.fixture(scope="session")
@@ -53,6 +64,9 @@ def digits_teacher(tmp_path_factory) -> pathlib.Path:
     """The digits default run (`uv run apps/train`), trained once for the three proofs."""
     workdir = tmp_path_factory.mktemp("digits_teacher")
     metrics, _ = _app(workdir)
+    print(
+        f"digits teacher: wall {metrics['wall_seconds']:.0f} s, CPU {metrics['cpu_seconds']:.0f} s"
+    )
     assert metrics["finished"] and metrics["step"] == 1200
     return workdir
 
@@ -64,7 +78,7 @@ def _distil(name: str, tmp_path: pathlib.Path, teacher: pathlib.Path | None) -> 
     metrics, out = _app(tmp_path / name, *args)
     print(f"{name}: {json.dumps(metrics, default=str)}")  # shown by -rA / on failure
     assert metrics["finished"]
-    assert metrics["wall_seconds"] < WALL_LIMIT_S, metrics["wall_seconds"]
+    assert metrics["wall_seconds"] < WALL_LIMIT_S, (metrics["wall_seconds"], metrics["cpu_seconds"])
     return metrics, out
 
 
@@ -72,6 +86,11 @@ def test_dmd2_one_step_generator_reaches_090(digits_teacher, tmp_path):
     metrics, out = _distil("dmd2_digits", tmp_path, digits_teacher)
     assert metrics["nfe"] == 1 and metrics["teacher_nfe"] == 19
     assert metrics["generated_class_accuracy"] >= 0.90
+    # Accuracy alone does not show the distillation: the generator before training (the
+    # teacher's one-step prediction, a blurred class mean) already scores 0.978, with FD 100.2
+    # (measured, 1 training step). 100 steps bring the FD to 50.3; 75 leaves room for XLA's
+    # float differences between machines while still failing an undistilled generator.
+    assert metrics["classifier_frechet_distance"] < 75.0
     # The command's last line prints the student's figures next to the teacher's.
     last = out.strip().splitlines()[-1]
     assert "generated_class_accuracy=" in last and "teacher_generated_class_accuracy=" in last

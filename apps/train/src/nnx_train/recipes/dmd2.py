@@ -55,6 +55,7 @@ from nnx_train.state import state_paths
 __all__ = ["DMD2Modules", "TeacherModules", "dmd2_objective", "dmd2_task", "every_k_steps"]
 
 GENERATOR_STEPS = (1, 2, 4)
+LINEAR = sp.LinearPath()  # the teacher's path (nnx_train.recipes.teacher)
 
 
 def dmd2_objective() -> ConfigDict:
@@ -169,7 +170,8 @@ def _realism_logits(score: nnx.Module, head: no.GANHead, x: jax.Array, y: jax.Ar
     key_t, key_eps = jax.random.split(key)
     t = jax.random.uniform(key_t, (x.shape[0],), jnp.float32)
     eps = jax.random.normal(key_eps, x.shape, jnp.float32)
-    x_t = sp.LinearPath().alpha(sp.expand_time(t, x)) * x + sp.expand_time(t, x) * eps
+    t_x = sp.expand_time(t, x)
+    x_t = LINEAR.alpha(t_x) * x + LINEAR.sigma(t_x) * eps
     _, features = score(x_t, t, y, return_features=True)
     return head(list(features.values())[-1])
 
