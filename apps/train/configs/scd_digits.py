@@ -8,8 +8,8 @@ Lu & Song 2024, "Simplifying, Stabilizing and Scaling Continuous-Time Consistenc
 (sCM, arXiv 2410.11081). The teacher (the digits DiT, linear path, velocity, EMA 0.99) is
 read as a TrigFlow model; its tangent is guided with CFG 3.0 (the teacher run's own scale);
 the student starts as the teacher and samples in ``sampler.num_steps = 2`` steps (``t = 1``
-then sCM's ``s = 1.1``); the final evaluation scores 1 and 2 steps (``eval.sampler_steps``). The recipe card (docs/recipes/scd_digits.md) lists the hyperparameters and
-their sources. Target: <= 5 minutes on 2 quiet CPU cores (measured figures:
+then sCM's ``s = 1.1``); the final evaluation scores 1 and 2 steps (``eval.sampler_steps``).
+The recipe card (docs/recipes/scd_digits.md) lists the hyperparameters and their sources. Target: <= 5 minutes on 2 quiet CPU cores (measured figures:
 apps/train/README.md "Distillation results").
 """
 

@@ -9,7 +9,8 @@ Lu & Song 2024, "Simplifying, Stabilizing and Scaling Continuous-Time Consistenc
 TrigFlow ``F`` directly. Samples take ``sampler.num_steps = 2`` consistency steps; the final
 evaluation scores the same checkpoint with 1 and with 2 steps (``eval.sampler_steps``, metrics
 ``<name>_steps1`` / ``_steps2``): the pair of Frechet distances is the proof that 2 steps beat
-1 (apps/train/tests/test_distillation_proofs.py runs it in CI). The recipe card (docs/recipes/sct_digits.md) lists the hyperparameters and their sources.
+1 (apps/train/tests/test_distillation_proofs.py runs it in CI). The recipe card
+(docs/recipes/sct_digits.md) lists the hyperparameters and their sources.
 """
 
 from nnx_train.defaults import sibling_config
