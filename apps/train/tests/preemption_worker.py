@@ -1,14 +1,16 @@
 """One process of ``test_multihost_preemption.py``: the trainer's command line on 2 processes.
 
-Run as ``python preemption_worker.py PROCESS_ID PORT REFERENCE CHAIN SIGTERM_STEP`` with
+Run as ``python preemption_worker.py PROCESS_ID PORT REFERENCE CHAIN SIGTERM_AT`` with
 ``XLA_FLAGS=--xla_force_host_platform_device_count=4`` and ``JAX_PLATFORMS=cpu`` (the test
 sets them and a shared compilation cache). The process joins the job through the trainer's
 own ``distributed.*`` keys and runs the command line (`nnx_train.cli.main`):
 
-- ``SIGTERM_STEP > 0``: first the uninterrupted reference run in ``REFERENCE`` (exit 0),
+- ``SIGTERM_AT > 0``: first the uninterrupted reference run in ``REFERENCE`` (exit 0),
   then the run in ``CHAIN``, in which process 1 alone sends itself SIGTERM after step
-  ``SIGTERM_STEP``; the process exits with that run's status (75 expected on both).
-- ``SIGTERM_STEP == 0``: the resumed run in ``CHAIN`` (exit 0 expected).
+  ``SIGTERM_AT``; the process exits with that run's status (75 expected on both).
+- ``SIGTERM_AT == -1``: the run in ``CHAIN`` (resumed), in which process 1 alone sends
+  itself SIGTERM while the run is being built, before its first step (75 expected).
+- ``SIGTERM_AT == 0``: the resumed run in ``CHAIN`` (exit 0 expected).
 
 Every run prints ``status=<exit status>`` on its own line.
 """
@@ -65,6 +67,21 @@ def _send_sigterm_after(step: int) -> None:
     PreemptionWatch.requested = requested
 
 
+def _send_sigterm_while_building() -> None:
+    """Sends SIGTERM to this process once, when the trainer installs its preemption watch
+    (before the state is restored and the step compiled), then waits `NOTICE_WAIT_S`."""
+    from nnx_train.preemption import PreemptionWatch
+
+    original = PreemptionWatch.install
+
+    def install(self) -> None:
+        original(self)
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(NOTICE_WAIT_S)
+
+    PreemptionWatch.install = install
+
+
 def _run(process_id: int, port: int, workdir: str) -> int:
     from nnx_train.cli import main
 
@@ -83,11 +100,13 @@ def _run(process_id: int, port: int, workdir: str) -> int:
     return status
 
 
-def main(process_id: int, port: int, reference: str, chain: str, sigterm_step: int) -> int:
-    if sigterm_step > 0:
+def main(process_id: int, port: int, reference: str, chain: str, sigterm_at: int) -> int:
+    if sigterm_at > 0:
         _run(process_id, port, reference)
         if process_id == 1:
-            _send_sigterm_after(sigterm_step)
+            _send_sigterm_after(sigterm_at)
+    if sigterm_at == -1 and process_id == 1:
+        _send_sigterm_while_building()
     return _run(process_id, port, chain)
 
 

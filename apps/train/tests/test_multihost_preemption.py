@@ -8,7 +8,12 @@ uninterrupted reference, then the interrupted run, in which only process 1 recei
 (after step 3). JAX's preemption service (`jax.distributed`) catches the signal there, and
 `multihost_utils.reached_preemption_sync_point` turns True on both processes at the same
 step, where the trainer saves and raises `Preempted` (``nnx_train.preemption``). A second
-pair resumes and finishes. CPU and the same two-process programs on both sides: no tolerance.
+pair resumes, and process 1 receives SIGTERM while the run is being built (restore,
+compilation), before its first step: both save the first step of that call and exit 75 (the
+trainer numbers the sync points from the first step of each call: with the global step, a
+notice before the loop set the sync point to 1, which a resumed run never reaches, and the
+run trained on to its end). A third pair resumes and finishes. CPU and the same two-process
+programs on both sides: no tolerance.
 """
 
 from __future__ import annotations
@@ -34,8 +39,9 @@ def _free_port() -> int:
         return probe.getsockname()[1]
 
 
-def _pair(tmp_path: Path, sigterm_step: int) -> list[tuple[int, str]]:
-    """Runs both worker processes to their end; ``[(exit status, output)]`` by process id."""
+def _pair(tmp_path: Path, sigterm_at: int) -> list[tuple[int, str]]:
+    """Runs both worker processes to their end; ``[(exit status, output)]`` by process id.
+    ``sigterm_at``: see ``preemption_worker.py``."""
     flags = re.sub(r"--xla_force_host_platform_device_count=\d+", "", os.environ["XLA_FLAGS"])
     env = {
         **os.environ,
@@ -45,12 +51,15 @@ def _pair(tmp_path: Path, sigterm_step: int) -> list[tuple[int, str]]:
         "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
         "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0",
         "WANDB_MODE": "disabled",
+        # Six processes import the same code: compile it to bytecode once, in one place.
+        "PYTHONPYCACHEPREFIX": str(tmp_path / "pycache"),
     }
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
     folders = [str(tmp_path / "reference"), str(tmp_path / "chain")]
     port = str(_free_port())
     processes = [
         subprocess.Popen(
-            [sys.executable, str(WORKER), str(p), port, *folders, str(sigterm_step)],
+            [sys.executable, str(WORKER), str(p), port, *folders, str(sigterm_at)],
             env=env,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
@@ -98,41 +107,50 @@ def _final(workdir: Path):
     return step, jax.tree_util.tree_flatten_with_path(state)[0], data
 
 
-@pytest.mark.slow
-@pytest.mark.multiprocess
-def test_sigterm_on_one_process_saves_the_same_step_and_resumes_bitwise(tmp_path):
-    import jax
-    import numpy as np
-
+def _assert_preempted(results: list[tuple[int, str]], chain: Path, reference_runs: int) -> int:
+    """Both processes exited 75 after saving the same step (committed, the newest one);
+    returns that step."""
     from nnx_train.preemption import PREEMPTED_EXIT_STATUS
 
-    # 1. Reference, then the interrupted run (SIGTERM to process 1 only).
-    first = _pair(tmp_path, SIGTERM_STEP)
     stopped = []
-    for process_id, (status, output) in enumerate(first):
+    for process_id, (status, output) in enumerate(results):
         assert status == PREEMPTED_EXIT_STATUS, f"process {process_id}:\n{output[-4000:]}"
-        assert output.count("status=0") == 1, output[-4000:]  # the reference finished
+        assert output.count("status=0") == reference_runs, output[-4000:]
         assert "Traceback" not in output, output[-4000:]
         found = re.findall(
             r"preempted \(SIGTERM\): stopped at step (\d+) with the checkpoint", output
         )
         assert len(found) == 1, output[-4000:]
         stopped.append(int(found[0]))
-    # Both processes saved the same step, after the signal and before the end.
-    assert stopped[0] == stopped[1] and SIGTERM_STEP <= stopped[0] < NUM_STEPS, stopped
-    checkpoints = tmp_path / "chain" / "checkpoints"
+    assert stopped[0] == stopped[1], stopped
+    checkpoints = chain / "checkpoints"
     steps = sorted(int(p.name) for p in checkpoints.iterdir() if p.name.isdigit())
-    assert (
-        steps[-1] == stopped[0] and (checkpoints / str(stopped[0]) / "commit_success.txt").is_file()
-    )
-    chain = tmp_path / "chain"
+    assert steps[-1] == stopped[0], steps
+    assert (checkpoints / str(stopped[0]) / "commit_success.txt").is_file()
     assert not (chain / "metrics.json").exists() and not (chain / "train.lock").exists()
+    return stopped[0]
 
-    # 2. The resumed pair finishes (process 0 prints the header).
+
+@pytest.mark.slow
+@pytest.mark.multiprocess
+def test_sigterm_on_one_process_saves_the_same_step_and_resumes_bitwise(tmp_path):
+    import jax
+    import numpy as np
+
+    chain = tmp_path / "chain"
+    # 1. Reference, then the interrupted run (SIGTERM to process 1 only, after step 3): both
+    #    save the same step, after the signal and before the end.
+    stopped = _assert_preempted(_pair(tmp_path, SIGTERM_STEP), chain, reference_runs=1)
+    assert SIGTERM_STEP < stopped < NUM_STEPS, stopped
+
+    # 2. Resumed; SIGTERM to process 1 before the first step: the first step is saved.
+    assert _assert_preempted(_pair(tmp_path, -1), chain, reference_runs=0) == stopped + 1
+
+    # 3. The resumed pair finishes (process 0 prints the header).
     resumed = _pair(tmp_path, 0)
     for process_id, (status, output) in enumerate(resumed):
         assert status == 0, f"process {process_id}:\n{output[-4000:]}"
-    assert f"steps {stopped[0]}->{NUM_STEPS}" in resumed[0][1], resumed[0][1][-4000:]
+    assert f"steps {stopped + 1}->{NUM_STEPS}" in resumed[0][1], resumed[0][1][-4000:]
 
     step_a, arrays_a, data_a = _final(tmp_path / "reference")
     step_b, arrays_b, data_b = _final(chain)
