@@ -80,6 +80,13 @@ def _pair(tmp_path: Path, sigterm_at: int) -> list[tuple[int, str]]:
     return results
 
 
+def _summary(output: str) -> str:
+    """The last lines of a worker's output without XLA's log lines (the message of a
+    failed assertion: the trainer's own lines come first)."""
+    lines = [line for line in output.splitlines() if not re.match(r"[IWEF]\d{4} |\s+@ ", line)]
+    return "\n".join(lines[-40:])
+
+
 def _final(workdir: Path):
     """``(step, [(path, array)], data positions)`` of the newest checkpoint, read here onto
     one device (the saved shardings name the two processes' devices)."""
@@ -112,15 +119,16 @@ def _assert_preempted(results: list[tuple[int, str]], chain: Path, reference_run
     returns that step."""
     from nnx_train.preemption import PREEMPTED_EXIT_STATUS
 
+    both = "\n".join(f"process {p}:\n{_summary(output)}" for p, (_, output) in enumerate(results))
+    assert [status for status, _ in results] == [PREEMPTED_EXIT_STATUS] * 2, both
     stopped = []
-    for process_id, (status, output) in enumerate(results):
-        assert status == PREEMPTED_EXIT_STATUS, f"process {process_id}:\n{output[-4000:]}"
-        assert output.count("status=0") == reference_runs, output[-4000:]
-        assert "Traceback" not in output, output[-4000:]
+    for _, output in results:
+        assert output.count("status=0") == reference_runs, _summary(output)
+        assert "Traceback" not in output, _summary(output)
         found = re.findall(
             r"preempted \(SIGTERM\): stopped at step (\d+) with the checkpoint", output
         )
-        assert len(found) == 1, output[-4000:]
+        assert len(found) == 1, _summary(output)
         stopped.append(int(found[0]))
     assert stopped[0] == stopped[1], stopped
     checkpoints = chain / "checkpoints"
@@ -148,9 +156,9 @@ def test_sigterm_on_one_process_saves_the_same_step_and_resumes_bitwise(tmp_path
 
     # 3. The resumed pair finishes (process 0 prints the header).
     resumed = _pair(tmp_path, 0)
-    for process_id, (status, output) in enumerate(resumed):
-        assert status == 0, f"process {process_id}:\n{output[-4000:]}"
-    assert f"steps {stopped + 1}->{NUM_STEPS}" in resumed[0][1], resumed[0][1][-4000:]
+    both = "\n".join(f"process {p}:\n{_summary(output)}" for p, (_, output) in enumerate(resumed))
+    assert [status for status, _ in resumed] == [0, 0], both
+    assert f"steps {stopped + 1}->{NUM_STEPS}" in resumed[0][1], _summary(resumed[0][1])
 
     step_a, arrays_a, data_a = _final(tmp_path / "reference")
     step_b, arrays_b, data_b = _final(chain)
