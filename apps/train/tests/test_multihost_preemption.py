@@ -8,18 +8,19 @@ uninterrupted reference, then the interrupted run, in which only process 1 recei
 (after step 3). JAX's preemption service (`jax.distributed`) catches the signal there, and
 `multihost_utils.reached_preemption_sync_point` turns True on both processes at the same
 step, where the trainer saves and raises `Preempted` (``nnx_train.preemption``). A second
-pair resumes, and process 1 receives SIGTERM while the run is being built (restore,
-compilation), before its first step: both save the first step of that call and exit 75 (the
-trainer numbers the sync points from the first step of each call: with the global step, a
-notice before the loop set the sync point to 1, which a resumed run never reaches: it never
-stopped for the notice). A third pair resumes and finishes. CPU and the same two-process
-programs on both sides: no tolerance.
+pair resumes a copy of that run, and process 1 receives SIGTERM while the run is being built
+(restore, compilation), before its first step: both save the first step of that call and
+exit 75 (the trainer numbers the sync points from the first step of each call: with the
+global step, a notice before the loop set the sync point to 1, which a resumed run never
+reaches: it never stopped for the notice). A third pair resumes the interrupted run and
+finishes. CPU and the same two-process programs on both sides: no tolerance.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -39,9 +40,9 @@ def _free_port() -> int:
         return probe.getsockname()[1]
 
 
-def _pair(tmp_path: Path, sigterm_at: int) -> list[tuple[int, str]]:
+def _pair(tmp_path: Path, sigterm_at: int, chain: str = "chain") -> list[tuple[int, str]]:
     """Runs both worker processes to their end; ``[(exit status, output)]`` by process id.
-    ``sigterm_at``: see ``preemption_worker.py``."""
+    ``sigterm_at``: see ``preemption_worker.py``; ``chain``: the interrupted run's folder."""
     flags = re.sub(r"--xla_force_host_platform_device_count=\d+", "", os.environ["XLA_FLAGS"])
     env = {
         **os.environ,
@@ -55,7 +56,7 @@ def _pair(tmp_path: Path, sigterm_at: int) -> list[tuple[int, str]]:
         "PYTHONPYCACHEPREFIX": str(tmp_path / "pycache"),
     }
     env.pop("PYTHONDONTWRITEBYTECODE", None)
-    folders = [str(tmp_path / "reference"), str(tmp_path / "chain")]
+    folders = [str(tmp_path / "reference"), str(tmp_path / chain)]
     port = str(_free_port())
     processes = [
         subprocess.Popen(
@@ -151,14 +152,16 @@ def test_sigterm_on_one_process_saves_the_same_step_and_resumes_bitwise(tmp_path
     stopped = _assert_preempted(_pair(tmp_path, SIGTERM_STEP), chain, reference_runs=1)
     assert SIGTERM_STEP < stopped < NUM_STEPS, stopped
 
-    # 2. Resumed; SIGTERM to process 1 before the first step: the first step is saved.
-    assert _assert_preempted(_pair(tmp_path, -1), chain, reference_runs=0) == stopped + 1
+    # 2. A copy resumed, SIGTERM to process 1 before the first step: the first step is saved.
+    shutil.copytree(chain, tmp_path / "early")
+    early = _pair(tmp_path, -1, chain="early")
+    assert _assert_preempted(early, tmp_path / "early", reference_runs=0) == stopped + 1
 
-    # 3. The resumed pair finishes (process 0 prints the header).
+    # 3. The interrupted run resumed: it finishes (process 0 prints the header).
     resumed = _pair(tmp_path, 0)
     both = "\n".join(f"process {p}:\n{_summary(output)}" for p, (_, output) in enumerate(resumed))
     assert [status for status, _ in resumed] == [0, 0], both
-    assert f"steps {stopped + 1}->{NUM_STEPS}" in resumed[0][1], _summary(resumed[0][1])
+    assert f"steps {stopped}->{NUM_STEPS}" in resumed[0][1], _summary(resumed[0][1])
 
     step_a, arrays_a, data_a = _final(tmp_path / "reference")
     step_b, arrays_b, data_b = _final(chain)
