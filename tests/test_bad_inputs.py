@@ -75,6 +75,11 @@ EXPECTED = {
         "Unknown objective.name='vdm'; valid names: interpolant, ddpm, meanflow, edm, edm2, "
         "repa, rae_decoder, diffusion_forcing, dmd2, sct, scd, self_forcing."
     ),
+    "test_sampler_key_a_few_step_student_ignores": (
+        "sampler.num_steps=4 is ignored by the dmd2 recipe (its few-step sampler reads only "
+        "objective.generator_steps); keep --config.sampler.num_steps=32 and set "
+        "objective.generator_steps instead."
+    ),
     "test_sampler_key_the_recipe_ignores": (
         "sampler.solver='heun' is ignored by the meanflow recipe (it samples with euler_jump "
         "on a uniform grid, unguided); set --config.sampler.solver='euler_jump' or choose a "
@@ -270,6 +275,12 @@ def test_sampler_key_the_recipe_ignores():
     )
     error = _trainer_error(lambda: build.build_task(config, data_shape=(8, 8, 4)))
     _check(error, "test_sampler_key_the_recipe_ignores")
+
+
+def test_sampler_key_a_few_step_student_ignores():
+    config = load_config(str(ROOT / "apps/train/configs/dmd2_digits.py"), ["sampler.num_steps=4"])
+    error = _trainer_error(lambda: build.build_task(config, data_shape=(8, 8, 1)))
+    _check(error, "test_sampler_key_a_few_step_student_ignores")
 
 
 def test_wrong_compute_dtype():

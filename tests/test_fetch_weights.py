@@ -48,3 +48,17 @@ def test_a_file_with_the_pinned_hash_is_kept_and_another_is_refused(tmp_path):
     assert err.startswith("error: ") and "\n" not in err and f"has SHA-256 {good}" in err
     assert not (tmp_path / "x" / "weights.bin").exists()
     assert _run("not-a-file").returncode == 2
+
+
+def test_the_page_shows_each_pinned_hash_with_its_source_and_no_other_hash():
+    import re
+
+    import nnx_weightconv
+
+    page = (REPO / "docs" / "weights_and_data.md").read_text()
+    pinned = [e for e in nnx_weightconv.PUBLISHED_FILES.values() if e.sha256 is not None]
+    for entry in pinned:
+        assert f"`{entry.sha256}`" in page, entry.file_name
+        if entry.hash_source.startswith("https://"):
+            assert entry.hash_source in page, entry.file_name
+    assert set(re.findall(r"\b[0-9a-f]{64}\b", page)) == {e.sha256 for e in pinned}

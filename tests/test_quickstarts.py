@@ -5,6 +5,7 @@ The first ```python block under "## Quickstart" of ``packages/*/README.md`` is e
 own dependencies (the quickstart must work after ``pip install <package>``, plus the extras
 named in `EXTRA_IMPORTS`); (b) run in a fresh interpreter, all of them at once, except the
 ones in `NEEDS_FILES`, whose published weight files are not available here.
+Every other fenced block of the READMEs and docs pages: ``test_readme_blocks.py``.
 """
 
 from __future__ import annotations

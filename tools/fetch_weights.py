@@ -10,7 +10,9 @@ Plain HTTPS (Hugging Face files through their ``resolve/main`` URLs), no ``hf`` 
 token (the files listed are public). Each file is streamed to ``<dir>/<file name>.part``,
 its SHA-256 computed on the way, then renamed. A pinned hash that does not match is an error
 (the ``.part`` file is kept for inspection); an unpinned file prints its hash to record.
-Standard library only.
+The names, URLs and hashes are ``nnx_weightconv.PUBLISHED_FILES``, the table the loaders
+check files against (``nnx_weightconv.read_state_dict`` warns on a known name with another
+hash); the download itself is standard library only.
 """
 
 from __future__ import annotations
@@ -21,63 +23,12 @@ import os
 import sys
 import urllib.request
 
-HF = "https://huggingface.co/{repo}/resolve/main/{path}"
-RAE = "nyu-visionx/RAE-collections"
+from nnx_weightconv.published import PUBLISHED_FILES
 
-# name -> (URL, file name in --dir, pinned SHA-256 or None); see docs/weights_and_data.md.
+# name -> (URL, file name in --dir, pinned SHA-256 or None): the table the loaders check
+# (nnx_weightconv.PUBLISHED_FILES; docs/weights_and_data.md lists its sources).
 FILES: dict[str, tuple[str, str, str | None]] = {
-    "inception": (
-        "https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/"
-        "pt_inception-2015-12-05-6726825d.pth",
-        "pt_inception-2015-12-05-6726825d.pth",
-        "6726825d0af5f729cebd5821db510b11b1cfad8faad88a03f1befd49fb9129b2",
-    ),
-    "sd-vae-ft-ema": (
-        HF.format(repo="stabilityai/sd-vae-ft-ema", path="diffusion_pytorch_model.safetensors"),
-        "sd-vae-ft-ema.safetensors",
-        None,
-    ),
-    "sd-vae-ft-mse": (
-        HF.format(repo="stabilityai/sd-vae-ft-mse", path="diffusion_pytorch_model.safetensors"),
-        "sd-vae-ft-mse.safetensors",
-        None,
-    ),
-    "dinov2-base": (
-        HF.format(repo="facebook/dinov2-base", path="model.safetensors"),
-        "dinov2-base.safetensors",
-        None,
-    ),
-    "dinov2-with-registers-base": (
-        HF.format(repo="facebook/dinov2-with-registers-base", path="model.safetensors"),
-        "dinov2-with-registers-base.safetensors",
-        None,
-    ),
-    "rae-decoder": (
-        HF.format(repo=RAE, path="decoders/dinov2/wReg_base/ViTXL_n08/model.pt"),
-        "rae_decoder_ViTXL_n08.pt",
-        None,
-    ),
-    "rae-stats": (
-        HF.format(repo=RAE, path="stats/dinov2/wReg_base/imagenet1k/stat.pt"),
-        "rae_stat.pt",
-        None,
-    ),
-    "rae-dit-dh-xl": (
-        HF.format(repo=RAE, path="DiTs/Dinov2/wReg_base/ImageNet256/DiTDH-XL/stage2_model.pt"),
-        "rae_DiTDH-XL.pt",
-        None,
-    ),
-    "rae-dit-dh-s": (
-        HF.format(repo=RAE, path="DiTs/Dinov2/wReg_base/ImageNet256/DiTDH-S_ep14/stage2_model.pt"),
-        "rae_DiTDH-S_ep14.pt",
-        None,
-    ),
-    "adm-reference-256": (
-        "https://openaipublic.blob.core.windows.net/diffusion/jul-2021/ref_batches/imagenet/256/"
-        "VIRTUAL_imagenet256_labeled.npz",
-        "VIRTUAL_imagenet256_labeled.npz",
-        None,
-    ),
+    name: (entry.url, entry.file_name, entry.sha256) for name, entry in PUBLISHED_FILES.items()
 }
 
 

@@ -239,8 +239,9 @@ def main(argv: Sequence[str] | None = None, *, default_config: str | None = None
             folder = os.path.dirname(default_config or default_config_path() or "")
             print(usage(folder, full="--helpfull" in argv))
             return 0
+        # Before the config file runs (it may compile): its logs are third-party noise too.
+        quiet_third_party(verbose="--verbose" in argv[1:])
         command = parse_command(argv, default_config=default_config)
-        quiet_third_party(verbose=command.options.verbose)
         last_line = _run(command)
     except Preempted as notice:
         print(notice, file=sys.stderr)

@@ -14,6 +14,16 @@ With several processes every process must save the same step. JAX's preemption s
 others, and `jax.experimental.multihost_utils.reached_preemption_sync_point` returns True on
 every process at that same step (JAX docs, "Preemption notice"); the trainer asks it after
 every step. With one process the Python handler below sets a flag instead.
+
+The sync points are numbered from the first step of each `train` call (1, 2, ...), not by
+the global step: XLA's sync manager (``xla/tsl/distributed_runtime/preemption/
+preemption_sync_manager.cc``) sets the sync point to one past the largest number any process
+has passed, counting from 0 before the first call, and matches it exactly. A notice while
+a resumed run is being built (restore, compilation: minutes on a large model) therefore set
+it to 1, which a global step past the resumed one never equals: the run trained on, unsaved,
+until it was killed. Counted per call, such a notice saves the first step. A notice after
+the last step is not acted on with several processes (there is no sync point left): the
+final checkpoint is already saved and the evaluation runs on.
 """
 
 from __future__ import annotations
@@ -54,8 +64,10 @@ class PreemptionWatch:
         self._previous: Any = None
         self._installed = False
         self._multihost = False
+        self._steps = 0  # steps of this call: JAX's sync point numbers (see the docstring)
 
     def install(self) -> None:
+        self._steps = 0
         if jax.process_count() > 1:
             self._multihost = True
             return  # JAX's own SIGTERM notifier is installed; do not replace it
@@ -68,12 +80,14 @@ class PreemptionWatch:
         self._flag.set()
 
     def requested(self, step: int) -> bool:
-        """Whether to save and stop after ``step`` (every process must call it every step)."""
+        """Whether to save and stop after ``step`` (every process must call it after every
+        step of the loop, and only there: the calls number JAX's sync points)."""
         if self._multihost:
             from jax.experimental import multihost_utils
 
+            self._steps += 1
             try:
-                return bool(multihost_utils.reached_preemption_sync_point(step))
+                return bool(multihost_utils.reached_preemption_sync_point(self._steps))
             except RuntimeError:  # the service is off (jax_enable_preemption_service=False)
                 log.warning(
                     "JAX's preemption service is off (jax_enable_preemption_service): a SIGTERM "

@@ -20,9 +20,7 @@ The weights are not redistributed with this package: pass the path of a file you
 
 from __future__ import annotations
 
-import hashlib
 import pathlib
-import warnings
 from collections.abc import Mapping
 
 import jax
@@ -31,8 +29,10 @@ from flax import nnx
 
 from nnx_fid.inception import InceptionV3
 from nnx_weightconv import (
+    PUBLISHED_FILES,
     ConversionError,
     Rule,
+    check_published_sha256,
     conv_kernel,
     conv_kernel_inv,
     export_state_dict,
@@ -41,12 +41,11 @@ from nnx_weightconv import (
     read_state_dict,
 )
 
-INCEPTION_FILE_NAME = "pt_inception-2015-12-05-6726825d.pth"
-INCEPTION_URL = (
-    "https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/" + INCEPTION_FILE_NAME
-)
+# The one table of published files and hashes (shared with tools/fetch_weights.py).
+INCEPTION_FILE_NAME = PUBLISHED_FILES["inception"].file_name
+INCEPTION_URL = PUBLISHED_FILES["inception"].url
 # From a third-party README; its first 8 hex digits match the file name's torch-hub hash prefix.
-INCEPTION_SHA256 = "6726825d0af5f729cebd5821db510b11b1cfad8faad88a03f1befd49fb9129b2"
+INCEPTION_SHA256: str = PUBLISHED_FILES["inception"].sha256  # type: ignore[assignment]
 
 _STAT_SUFFIXES = {"mean": "running_mean", "var": "running_var"}
 
@@ -127,15 +126,6 @@ def export_inception_state_dict(model: InceptionV3) -> dict[str, np.ndarray]:
     return out
 
 
-def file_sha256(path: str | pathlib.Path) -> str:
-    """Hex SHA-256 of a file, read in 1 MiB chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def load_inception(
     path: str | pathlib.Path | None, *, expected_sha256: str | None = INCEPTION_SHA256
 ) -> InceptionV3:
@@ -162,13 +152,8 @@ def load_inception(
             "and pass its path."
         )
     if expected_sha256 is not None:
-        actual = file_sha256(path)
-        if actual != expected_sha256:
-            warnings.warn(
-                f"{str(path)!r} has SHA-256 {actual}, not the published {expected_sha256} of "
-                f"{INCEPTION_FILE_NAME}; FID values may not be comparable with published ones",
-                stacklevel=2,
-            )
+        # Every call warns (FID values may not be comparable with published ones).
+        check_published_sha256(path, expected_sha256, every_time=True)
     model = InceptionV3(rngs=nnx.Rngs(0))
-    load_inception_state_dict(model, read_state_dict(path))
+    load_inception_state_dict(model, read_state_dict(path, check_hash=False))
     return model

@@ -17,6 +17,12 @@ from nnx_weightconv.core import (
     squeeze_conv1x1_inv,
 )
 from nnx_weightconv.io import read_state_dict, restore_orbax, save_orbax
+from nnx_weightconv.published import (
+    PUBLISHED_FILES,
+    PublishedFile,
+    check_published_sha256,
+    file_sha256,
+)
 from nnx_weightconv.specs.conventions import (
     CHECKPOINT_CONVENTIONS,
     CheckpointConvention,
@@ -97,6 +103,10 @@ __all__: list[str] = [
     "norm_rules",
     "read_state_dict",
     "read_torch_file",
+    "PUBLISHED_FILES",
+    "PublishedFile",
+    "check_published_sha256",
+    "file_sha256",
     "flatten_state_dict",
     "OpaqueObject",
     "TorchFileError",

@@ -11,6 +11,7 @@ import numpy as np
 from flax import nnx
 
 from nnx_weightconv.core import ConversionError, StateDict
+from nnx_weightconv.published import check_published_sha256
 from nnx_weightconv.torch_zip import flatten_state_dict, read_torch_file
 
 _TORCH_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt")
@@ -78,7 +79,9 @@ def _read_tree(path: pathlib.Path, subkey: str | None) -> Any:
     return read_torch_file(path, select=_select(path, subkey))
 
 
-def read_state_dict(path: str | pathlib.Path, *, subkey: str | None = None) -> StateDict:
+def read_state_dict(
+    path: str | pathlib.Path, *, subkey: str | None = None, check_hash: bool = True
+) -> StateDict:
     """Read a checkpoint file into a flat ``{key: numpy array}`` dict.
 
     Args:
@@ -88,6 +91,9 @@ def read_state_dict(path: str | pathlib.Path, *, subkey: str | None = None) -> S
       subkey: an entry of a wrapping dict to descend into first, such as ``"ema"``,
         ``"model"`` or ``"state_dict"`` (DiT and RAE training checkpoints wrap the weights);
         for ``.pt`` files only that entry's tensors are read.
+      check_hash: a file named as in ``nnx_weightconv.PUBLISHED_FILES`` (``sd-vae-ft-ema
+        .safetensors``, ...) whose SHA-256 is not the published one warns once, naming the
+        expected hash (`check_published_sha256`); other names are not hashed.
 
     Raises:
       FileNotFoundError: the file does not exist.
@@ -99,6 +105,8 @@ def read_state_dict(path: str | pathlib.Path, *, subkey: str | None = None) -> S
             f"checkpoint file {str(path)!r} does not exist; check the path (the published "
             "files are listed in the nnx-weightconv README)"
         )
+    if check_hash:
+        check_published_sha256(path)
     tree = _read_tree(path, subkey)
     if not isinstance(tree, Mapping):
         raise ConversionError(f"{str(path)!r} does not hold a state dict (got {type(tree)})")

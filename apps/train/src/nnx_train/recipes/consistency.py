@@ -15,8 +15,10 @@ Lu & Song 2024, "Simplifying, Stabilizing and Scaling Continuous-Time Consistenc
   (`TeacherTangent`), and the student starts as a copy of the teacher under the same wrapper.
 
 Sampling: `nnx_samplers.consistency_sample` on the TrigFlow path (``GVPPath``,
-``noise_scale = sigma_d``) at ``t = 1`` (one step) or ``t = (1, mid_t)`` (two steps; sCM's
-``s = 1.1`` is ``mid_t = 0.7003``), unguided. Time: ``t`` in [0, 1], 0 = data, 1 = noise.
+``noise_scale = sigma_d``) at ``t = 1`` (``sampler.num_steps = 1``) or ``t = (1, mid_t)``
+(``sampler.num_steps = 2``; sCM's ``s = 1.1`` is ``mid_t = 0.7003``), unguided;
+``eval.sampler_steps = (1, 2)`` evaluates both. The other ``sampler.*`` keys are not read and
+must keep their defaults. Time: ``t`` in [0, 1], 0 = data, 1 = noise.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from nnx_train.recipes.teacher import (
     check_model_is_teachers,
     check_unguided_sampling,
     load_teacher,
+    reject_sampler_keys,
 )
 
 __all__ = ["consistency_objective", "sct_task", "scd_task"]
@@ -53,7 +56,6 @@ def consistency_objective(name: str) -> ConfigDict:
         "normalisation_constant": 0.1,  # sCM: c = 0.1
         "tangent_warmup_steps": 10_000,  # sCM: H = 10k iterations
         "logvar_channels": 128,  # adaptive weight's Fourier features (EDM2 / sCM)
-        "sample_steps": 2,  # 1 or 2
         "mid_t": sp.SCM_TWO_STEP_MID_T,  # sCM's two-step s = 1.1 in our time
     }
     if name == "scd":
@@ -73,18 +75,24 @@ def _objective(section: ConfigDict, tangent: Any) -> no.UncertaintyWeighted:
     )
 
 
-def _sample_times(section: ConfigDict) -> tuple[float, ...]:
-    """``(1,)`` or ``(1, mid_t)``."""
-    match section.sample_steps:
-        case 1:
-            return (1.0,)
-        case 2:
-            return (1.0, float(section.mid_t))
-    raise ConfigError(f"objective.sample_steps={section.sample_steps}; use 1 or 2.")
+def _sample_times(config: ConfigDict, recipe: str) -> tuple[float, ...]:
+    """``(1,)`` or ``(1, mid_t)`` for ``sampler.num_steps`` 1 or 2 (and ``eval.sampler_steps``
+    must name 1 or 2 only); the other ``sampler.*`` keys must keep their defaults."""
+    reject_sampler_keys(config, recipe, reads="sampler.num_steps (1 or 2)", keep=("num_steps",))
+    for num_steps in (config.sampler.num_steps, *config.eval.get("sampler_steps", ())):
+        if num_steps not in (1, 2):
+            raise ConfigError(
+                f"sampler.num_steps={num_steps} (or in eval.sampler_steps): the {recipe} "
+                "recipe samples in 1 or 2 consistency steps; set 1 or 2."
+            )
+    if config.sampler.num_steps == 1:
+        return (1.0,)
+    return (1.0, float(config.objective.mid_t))
 
 
-def _generate(section: ConfigDict, data_shape: tuple[int, ...]):
-    times = _sample_times(section)
+def _generate(config: ConfigDict, data_shape: tuple[int, ...], recipe: str):
+    section = config.objective
+    times = _sample_times(config, recipe)
     sigma_data = float(section.sigma_data)
 
     def generate(model: Any, frozen: Any, labels: jax.Array, key: jax.Array) -> jax.Array:
@@ -124,9 +132,9 @@ def sct_task(inputs: RecipeInputs) -> tasks.GeneratorTask:
         build_trainable=lambda: _with_head(inputs.make_network(), section, config.seed),
         build_frozen=None,
         loss_fn=_loss(lambda _tangent: objective, lambda frozen: None),
-        generate=_generate(section, inputs.data_shape),
+        generate=_generate(config, inputs.data_shape, "sct"),
         num_classes=inputs.num_classes,
-        report={"nfe": len(_sample_times(section))},
+        report={"nfe": int(config.sampler.num_steps)},
     )
 
 
@@ -153,7 +161,7 @@ def scd_task(inputs: RecipeInputs) -> tasks.GeneratorTask:
         build_trainable=student,
         build_frozen=lambda: TeacherModules(teacher.make()),
         loss_fn=_loss(lambda tangent: _objective(section, tangent), tangent_of),
-        generate=_generate(section, inputs.data_shape),
+        generate=_generate(config, inputs.data_shape, "scd"),
         num_classes=inputs.num_classes,
-        report=teacher_report(teacher, nfe=len(_sample_times(section))),
+        report=teacher_report(teacher, nfe=int(config.sampler.num_steps)),
     )

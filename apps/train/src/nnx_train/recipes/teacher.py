@@ -25,6 +25,7 @@ from flax import nnx
 from ml_collections import ConfigDict
 
 from nnx_train.constructors import reject_ignored
+from nnx_train.defaults import base_config
 from nnx_train.ema import ema_name
 from nnx_train.errors import ConfigError
 from nnx_train.networks import build_model_factory
@@ -35,6 +36,7 @@ __all__ = [
     "check_model_is_teachers",
     "check_unguided_sampling",
     "load_teacher",
+    "reject_sampler_keys",
     "solver_nfe",
 ]
 
@@ -192,3 +194,22 @@ def check_unguided_sampling(config: ConfigDict, recipe: str) -> None:
         name="none",
         scale=1.0,
     )
+
+
+def reject_sampler_keys(config: ConfigDict, recipe: str, *, reads: str, keep: tuple = ()) -> None:
+    """Few-step students sample with their own sampler: a ``sampler.*`` key outside ``keep``
+    that differs from the base config's value (and any ``eval.sampler_steps``) would be
+    ignored, so a one-line `ConfigError` names it and ``reads``, the key that applies."""
+    base = base_config().sampler.to_dict()
+    for key in sorted(set(base) - set(keep)):
+        if config.sampler[key] != base[key]:
+            raise ConfigError(
+                f"sampler.{key}={config.sampler[key]!r} is ignored by the {recipe} recipe (its "
+                f"few-step sampler reads only {reads}); keep --config.sampler.{key}="
+                f"{base[key]!r} and set {reads} instead."
+            )
+    if tuple(config.eval.get("sampler_steps", ())) and "num_steps" not in keep:
+        raise ConfigError(
+            f"eval.sampler_steps={tuple(config.eval.sampler_steps)!r} is ignored by the "
+            f"{recipe} recipe: its step count is {reads}; set --config.eval.sampler_steps=()."
+        )

@@ -1,0 +1,176 @@
+"""SIGTERM to one process of a two-process run: both save the same step, exit 75, and the
+resumed two-process run ends bitwise where an uninterrupted two-process run ends.
+
+Each process (``preemption_worker.py``) runs the trainer's command line, joined to the other
+through ``distributed.*`` (2 processes x 4 CPU devices, FSDP over all 8: the state spans
+both processes, so every save is a collective one). The first pair of processes trains the
+uninterrupted reference, then the interrupted run, in which only process 1 receives SIGTERM
+(after step 3). JAX's preemption service (`jax.distributed`) catches the signal there, and
+`multihost_utils.reached_preemption_sync_point` turns True on both processes at the same
+step, where the trainer saves and raises `Preempted` (``nnx_train.preemption``). A second
+pair resumes a copy of that run, and process 1 receives SIGTERM while the run is being built
+(restore, compilation), before its first step: both save the first step of that call and
+exit 75 (the trainer numbers the sync points from the first step of each call: with the
+global step, a notice before the loop set the sync point to 1, which a resumed run never
+reaches: it never stopped for the notice). A third pair resumes the interrupted run and
+finishes. CPU and the same two-process programs on both sides: no tolerance.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from preemption_worker import NUM_STEPS
+
+WORKER = Path(__file__).with_name("preemption_worker.py")
+SIGTERM_STEP = 3
+TIMEOUT_S = 600  # per pair: a resumed pair took 177 s wall at load average 13 on 2 cores
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _pair(tmp_path: Path, sigterm_at: int, chain: str = "chain") -> list[tuple[int, str]]:
+    """Runs both worker processes to their end; ``[(exit status, output)]`` by process id.
+    ``sigterm_at``: see ``preemption_worker.py``; ``chain``: the interrupted run's folder."""
+    flags = re.sub(r"--xla_force_host_platform_device_count=\d+", "", os.environ["XLA_FLAGS"])
+    env = {
+        **os.environ,
+        "XLA_FLAGS": f"{flags} --xla_force_host_platform_device_count=4",
+        "JAX_PLATFORMS": "cpu",
+        "JAX_COMPILATION_CACHE_DIR": str(tmp_path / "jax_cache"),
+        "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
+        "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0",
+        "WANDB_MODE": "disabled",
+        # Six processes import the same code: compile it to bytecode once, in one place.
+        "PYTHONPYCACHEPREFIX": str(tmp_path / "pycache"),
+    }
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    folders = [str(tmp_path / "reference"), str(tmp_path / chain)]
+    port = str(_free_port())
+    processes = [
+        subprocess.Popen(
+            [sys.executable, str(WORKER), str(p), port, *folders, str(sigterm_at)],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for p in range(2)
+    ]
+    results = []
+    try:
+        for process in processes:
+            output, _ = process.communicate(timeout=TIMEOUT_S)
+            results.append((process.returncode, output))
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+    return results
+
+
+def _summary(output: str) -> str:
+    """The last lines of a worker's output without XLA's log lines (the message of a
+    failed assertion: the trainer's own lines come first)."""
+    lines = [line for line in output.splitlines() if not re.match(r"[IWEF]\d{4} |\s+@ ", line)]
+    return "\n".join(lines[-40:])
+
+
+def _final(workdir: Path):
+    """``(step, [(path, array)], data positions)`` of the newest checkpoint, read here onto
+    one device (the saved shardings name the two processes' devices)."""
+    import jax
+    import orbax.checkpoint as ocp
+
+    manager = ocp.CheckpointManager(
+        workdir / "checkpoints",
+        item_names=("state",),
+        item_handlers={"state": ocp.StandardCheckpointHandler()},
+    )
+    step = manager.latest_step()
+    device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+    abstract = jax.tree.map(
+        lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device),
+        manager.item_metadata(step).state,
+    )
+    restore = ocp.args.Composite(state=ocp.args.StandardRestore(abstract))
+    state = manager.restore(step, args=restore).state
+    manager.close()
+    data = [
+        (workdir / "checkpoints" / str(step) / "data" / f"process_{p}-of-2.json").read_text()
+        for p in range(2)
+    ]
+    return step, jax.tree_util.tree_flatten_with_path(state)[0], data
+
+
+def _assert_preempted(results: list[tuple[int, str]], chain: Path, reference_runs: int) -> int:
+    """Both processes exited 75 after saving the same step (committed, the newest one);
+    returns that step."""
+    from nnx_train.preemption import PREEMPTED_EXIT_STATUS
+
+    both = "\n".join(f"process {p}:\n{_summary(output)}" for p, (_, output) in enumerate(results))
+    assert [status for status, _ in results] == [PREEMPTED_EXIT_STATUS] * 2, both
+    stopped = []
+    for _, output in results:
+        assert output.count("status=0") == reference_runs, _summary(output)
+        assert "Traceback" not in output, _summary(output)
+        found = re.findall(
+            r"preempted \(SIGTERM\): stopped at step (\d+) with the checkpoint", output
+        )
+        assert len(found) == 1, _summary(output)
+        stopped.append(int(found[0]))
+    assert stopped[0] == stopped[1], stopped
+    checkpoints = chain / "checkpoints"
+    steps = sorted(int(p.name) for p in checkpoints.iterdir() if p.name.isdigit())
+    assert steps[-1] == stopped[0], steps
+    assert (checkpoints / str(stopped[0]) / "commit_success.txt").is_file()
+    assert not (chain / "metrics.json").exists() and not (chain / "train.lock").exists()
+    return stopped[0]
+
+
+@pytest.mark.slow
+@pytest.mark.multiprocess
+def test_sigterm_on_one_process_saves_the_same_step_and_resumes_bitwise(tmp_path):
+    import jax
+    import numpy as np
+
+    chain = tmp_path / "chain"
+    # 1. Reference, then the interrupted run (SIGTERM to process 1 only, after step 3): both
+    #    save the same step, after the signal and before the end.
+    stopped = _assert_preempted(_pair(tmp_path, SIGTERM_STEP), chain, reference_runs=1)
+    assert SIGTERM_STEP < stopped < NUM_STEPS, stopped
+
+    # 2. A copy resumed, SIGTERM to process 1 before the first step: the first step is saved.
+    shutil.copytree(chain, tmp_path / "early")
+    early = _pair(tmp_path, -1, chain="early")
+    assert _assert_preempted(early, tmp_path / "early", reference_runs=0) == stopped + 1
+
+    # 3. The interrupted run resumed: it finishes (process 0 prints the header).
+    resumed = _pair(tmp_path, 0)
+    both = "\n".join(f"process {p}:\n{_summary(output)}" for p, (_, output) in enumerate(resumed))
+    assert [status for status, _ in resumed] == [0, 0], both
+    assert f"steps {stopped}->{NUM_STEPS}" in resumed[0][1], _summary(resumed[0][1])
+
+    step_a, arrays_a, data_a = _final(tmp_path / "reference")
+    step_b, arrays_b, data_b = _final(chain)
+    assert step_a == step_b == NUM_STEPS and data_a == data_b
+    names = [jax.tree_util.keystr(p) for p, _ in arrays_a]
+    assert names == [jax.tree_util.keystr(p) for p, _ in arrays_b]
+    for part in ("'params'", "'ema'", "'opt_state'", "'key'", "'step'"):
+        assert any(part in n for n in names), part
+    for (path, a), (_, b) in zip(arrays_a, arrays_b):
+        np.testing.assert_array_equal(
+            np.asarray(a), np.asarray(b), err_msg=jax.tree_util.keystr(path)
+        )
