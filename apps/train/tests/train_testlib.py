@@ -31,3 +31,19 @@ def load(name: str, *overrides: str, arg: str | None = None):
     from nnx_train.cli import load_config
 
     return load_config(config_path(name) + (f":{arg}" if arg else ""), overrides)
+
+
+def assert_same_states(arrays_a, arrays_b) -> None:
+    """Two flattened train states (``[(path, array)]``) are bitwise equal, leaf by leaf, and
+    both hold every part that a resume restores (parameters, EMA, optimiser, key, step)."""
+    import jax
+    import numpy as np
+
+    names = [jax.tree_util.keystr(p) for p, _ in arrays_a]
+    assert names == [jax.tree_util.keystr(p) for p, _ in arrays_b]
+    for part in ("'params'", "'ema'", "'opt_state'", "'key'", "'step'"):
+        assert any(part in n for n in names), part
+    for (path, a), (_, b) in zip(arrays_a, arrays_b, strict=True):
+        np.testing.assert_array_equal(
+            np.asarray(a), np.asarray(b), err_msg=jax.tree_util.keystr(path)
+        )

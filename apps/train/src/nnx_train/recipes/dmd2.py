@@ -52,7 +52,14 @@ from nnx_train.recipes.teacher import (
 )
 from nnx_train.state import state_paths
 
-__all__ = ["DMD2Modules", "TeacherModules", "dmd2_objective", "dmd2_task", "every_k_steps"]
+__all__ = [
+    "DMD2Modules",
+    "TeacherModules",
+    "check_generator_section",
+    "dmd2_objective",
+    "dmd2_task",
+    "every_k_steps",
+]
 
 GENERATOR_STEPS = (1, 2, 4)
 LINEAR = sp.LinearPath()  # the teacher's path (nnx_train.recipes.teacher)
@@ -139,14 +146,19 @@ def ttur_optimizer(k: int):
     return wrap
 
 
-def _check(section: ConfigDict, teacher: Teacher, config: ConfigDict) -> None:
+def check_generator_section(section: ConfigDict) -> None:
+    """The generator keys shared with the Self Forcing recipe: its steps and the TTUR ratio."""
     if section.generator_steps not in GENERATOR_STEPS:
         raise ConfigError(
-            f"objective.generator_steps={section.generator_steps}; DMD2 generators take one of "
+            f"objective.generator_steps={section.generator_steps}; the generator takes one of "
             f"{GENERATOR_STEPS} steps."
         )
     if section.fake_updates_per_generator_update < 1:
         raise ConfigError("objective.fake_updates_per_generator_update must be >= 1.")
+
+
+def _check(section: ConfigDict, teacher: Teacher, config: ConfigDict) -> None:
+    check_generator_section(section)
     weights = (section.gan_generator_weight, section.gan_classifier_weight)
     if min(weights) < 0 or (min(weights) == 0 < max(weights)):
         raise ConfigError(

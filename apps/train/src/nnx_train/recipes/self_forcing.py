@@ -32,7 +32,12 @@ import nnx_samplers as sp
 from nnx_train import tasks
 from nnx_train.constructors import reject_ignored
 from nnx_train.errors import ConfigError
-from nnx_train.recipes.dmd2 import GENERATOR_STEPS, DMD2Modules, TeacherModules, ttur_optimizer
+from nnx_train.recipes.dmd2 import (
+    DMD2Modules,
+    TeacherModules,
+    check_generator_section,
+    ttur_optimizer,
+)
 from nnx_train.recipes.inputs import RecipeInputs
 from nnx_train.recipes.teacher import (
     Teacher,
@@ -69,13 +74,7 @@ def _check(config: ConfigDict, teacher: Teacher, data_shape: tuple[int, ...]) ->
             f"{config.data.name!r} gives examples of shape {data_shape}. Use "
             "data.name='moving_digits' (configs/self_forcing_digits.py)."
         )
-    if section.generator_steps not in GENERATOR_STEPS:
-        raise ConfigError(
-            f"objective.generator_steps={section.generator_steps}; the generator takes one of "
-            f"{GENERATOR_STEPS} steps per frame."
-        )
-    if section.fake_updates_per_generator_update < 1:
-        raise ConfigError("objective.fake_updates_per_generator_update must be >= 1.")
+    check_generator_section(section)  # steps per frame here
     if section.rollout_frames < data_shape[0]:
         raise ConfigError(
             f"objective.rollout_frames={section.rollout_frames} is shorter than the training "
