@@ -10,12 +10,14 @@ distribution-level loss: here DMD2's distribution matching (`DistributionMatchin
 Yin et al. 2024), the real score being the Diffusion Forcing teacher and the fake score a
 copy trained online on the generated clips.
 
-Gradient truncation (sec. 3.2): each frame is made by ``K = len(times)`` consistency steps,
-but only one call per frame carries the gradient, the call at a step drawn uniformly per
-example (DMD2's backward simulation, `nnx_samplers.backward_simulation`: the earlier calls run
-under stop-gradient); the context frames enter later frames under stop-gradient (the paper
-detaches the KV cache). The generated clip is therefore the one a ``K``-step rollout makes,
-with every frame's gradient coming from its own last call.
+Gradient truncation (the paper's stochastic gradient truncation, sec. 3.2, as done here):
+each frame is made by ``K = len(times)`` consistency steps, but only one call per frame
+carries the gradient, the call at a step drawn uniformly per example (DMD2's backward
+simulation, `nnx_samplers.backward_simulation`: the earlier calls run under stop-gradient),
+and the context frames enter later frames under stop-gradient (a choice of this
+implementation: how far the paper lets gradients flow through its KV cache was not checked).
+The generated clip is therefore the one a ``K``-step rollout makes, with every frame's
+gradient coming from its own last call.
 
 Both scores take the clip with one time for every frame (`clip_at_one_time`), the
 full-sequence diffusion of the clip that DMD compares.
