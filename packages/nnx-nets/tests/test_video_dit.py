@@ -89,12 +89,16 @@ def test_scanned_and_rematerialised_blocks_compute_the_same_function_and_gradien
         return (model(x, t, y) ** 2).mean()
 
     # Same parameters, same layout (blocks.{i}); only how the blocks run differs. Float32 on
-    # XLA:CPU: the scanned program reassociates nothing across blocks but fuses differently,
-    # so outputs agree to float32 rounding (measured < 1e-6; bar 1e-5 relative). Gradient
-    # entries span 1e-6 .. 50 (the key bias's gradient is 0 in exact arithmetic: softmax
-    # ignores a constant added to every logit) and every entry carries the rounding of the
-    # largest ones (measured 1.1e-5 absolute): bar 1e-5 of the largest gradient entry.
-    np.testing.assert_allclose(other(x, t, y), plain(x, t, y), rtol=1e-5, atol=1e-6)
+    # XLA:CPU: the scanned program fuses differently, so results agree to float32 rounding of
+    # the largest values. Outputs span 1e-3 .. 40 and small ones carry the large ones'
+    # rounding (measured 3.6e-5 absolute with jax 0.12.0.1, < 1e-6 with 0.10.2): bar 1e-5
+    # of the largest output. Gradient entries span 1e-6 .. 50 (the key bias's gradient is 0
+    # in exact arithmetic: softmax ignores a constant added to every logit), measured 1.1e-5
+    # absolute: bar 1e-5 of the largest gradient entry.
+    expected = np.asarray(plain(x, t, y))
+    np.testing.assert_allclose(
+        other(x, t, y), expected, rtol=0, atol=1e-5 * float(np.abs(expected).max())
+    )
     g_plain = nnx.state(nnx.grad(loss)(plain), nnx.Param)
     g_other = nnx.state(nnx.grad(loss)(other), nnx.Param)
     scale = max(float(np.abs(b).max()) for b in jax.tree.leaves(g_plain))
