@@ -105,8 +105,8 @@ def test_a_picture_that_fails_mid_write_leaves_the_previous_one(tmp_path, monkey
     assert sorted(p.name for p in tmp_path.iterdir()) == ["samples.png"]
 
 
-def test_nan_learning_rate_is_caught_by_the_update_guard():
-    """Finite loss and gradients, NaN update: the step is not applied and is counted."""
+def test_nan_learning_rate_is_caught_by_the_step_guard():
+    """Finite loss and gradients, NaN learning rate: the step is not applied and is counted."""
     import jax
     import jax.numpy as jnp
     import numpy as np
