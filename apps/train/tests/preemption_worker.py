@@ -10,6 +10,8 @@ own ``distributed.*`` keys and runs the command line (`nnx_train.cli.main`):
   ``SIGTERM_AT``; the process exits with that run's status (75 expected on both).
 - ``SIGTERM_AT == -1``: the run in ``CHAIN`` (resumed), in which process 1 alone sends
   itself SIGTERM while the run is being built, before its first step (75 expected).
+- ``SIGTERM_AT == -2``: the run in ``CHAIN`` (resumed), in which process 1 alone sends
+  itself SIGTERM after the last step, before the final evaluation (75 expected).
 - ``SIGTERM_AT == 0``: the resumed run in ``CHAIN`` (exit 0 expected).
 
 Every run prints ``status=<exit status>`` on its own line.
@@ -107,6 +109,8 @@ def main(process_id: int, port: int, reference: str, chain: str, sigterm_at: int
             _send_sigterm_after(sigterm_at)
     if sigterm_at == -1 and process_id == 1:
         _send_sigterm_while_building()
+    if sigterm_at == -2 and process_id == 1:
+        _send_sigterm_after(NUM_STEPS)
     return _run(process_id, port, chain)
 
 

@@ -1,5 +1,6 @@
-"""SIGTERM to one process of a two-process run: both save the same step, exit 75, and the
-resumed two-process run ends bitwise where an uninterrupted two-process run ends.
+"""SIGTERM to one process of a two-process run, at three moments: both processes save the
+same step and exit 75 each time, and the run, resumed after each, ends bitwise where an
+uninterrupted two-process run ends.
 
 Each process (``preemption_worker.py``) runs the trainer's command line, joined to the other
 through ``distributed.*`` (2 processes x 4 CPU devices, FSDP over all 8: the state spans
@@ -7,20 +8,25 @@ both processes, so every save is a collective one). The first pair of processes 
 uninterrupted reference, then the interrupted run, in which only process 1 receives SIGTERM
 (after step 3). JAX's preemption service (`jax.distributed`) catches the signal there, and
 `multihost_utils.reached_preemption_sync_point` turns True on both processes at the same
-step, where the trainer saves and raises `Preempted` (``nnx_train.preemption``). A second
-pair resumes a copy of that run, and process 1 receives SIGTERM while the run is being built
-(restore, compilation), before its first step: both save the first step of that call and
-exit 75 (the trainer numbers the sync points from the first step of each call: with the
-global step, a notice before the loop set the sync point to 1, which a resumed run never
-reaches: it never stopped for the notice). A third pair resumes the interrupted run and
-finishes. CPU and the same two-process programs on both sides: no tolerance.
+step, where the trainer saves and raises `Preempted` (``nnx_train.preemption``). The same
+run is then resumed three times:
+
+1. process 1 receives SIGTERM while the run is being built (restore, compilation), before
+   its first step: both save the first step of that call and exit 75 (the trainer numbers
+   the sync points from the first step of each call: with the global step, a notice before
+   the loop set the sync point to 1, which a resumed run never reaches);
+2. process 1 receives SIGTERM after the last step: both stop before the final evaluation at
+   the end-of-loop sync point, with the final checkpoint saved, and exit 75 without
+   ``metrics.json`` (before that sync point the notice was not acted on: the evaluation ran);
+3. the run finishes (the evaluation only) and exits 0.
+
+CPU and the same two-process programs on both sides: no tolerance.
 """
 
 from __future__ import annotations
 
 import os
 import re
-import shutil
 import socket
 import subprocess
 import sys
@@ -29,6 +35,8 @@ from pathlib import Path
 import pytest
 from preemption_worker import NUM_STEPS
 from train_testlib import assert_same_states
+
+from nnx_train.preemption import PREEMPTED_EXIT_STATUS
 
 WORKER = Path(__file__).with_name("preemption_worker.py")
 SIGTERM_STEP = 3
@@ -41,9 +49,9 @@ def _free_port() -> int:
         return probe.getsockname()[1]
 
 
-def _pair(tmp_path: Path, sigterm_at: int, chain: str = "chain") -> list[tuple[int, str]]:
+def _pair(tmp_path: Path, sigterm_at: int) -> list[tuple[int, str]]:
     """Runs both worker processes to their end; ``[(exit status, output)]`` by process id.
-    ``sigterm_at``: see ``preemption_worker.py``; ``chain``: the interrupted run's folder."""
+    ``sigterm_at``: see ``preemption_worker.py``."""
     flags = re.sub(r"--xla_force_host_platform_device_count=\d+", "", os.environ["XLA_FLAGS"])
     env = {
         **os.environ,
@@ -57,7 +65,7 @@ def _pair(tmp_path: Path, sigterm_at: int, chain: str = "chain") -> list[tuple[i
         "PYTHONPYCACHEPREFIX": str(tmp_path / "pycache"),
     }
     env.pop("PYTHONDONTWRITEBYTECODE", None)
-    folders = [str(tmp_path / "reference"), str(tmp_path / chain)]
+    folders = [str(tmp_path / "reference"), str(tmp_path / "chain")]
     port = str(_free_port())
     processes = [
         subprocess.Popen(
@@ -119,8 +127,6 @@ def _final(workdir: Path):
 def _assert_preempted(results: list[tuple[int, str]], chain: Path, reference_runs: int) -> int:
     """Both processes exited 75 after saving the same step (committed, the newest one);
     returns that step."""
-    from nnx_train.preemption import PREEMPTED_EXIT_STATUS
-
     both = "\n".join(f"process {p}:\n{_summary(output)}" for p, (_, output) in enumerate(results))
     assert [status for status, _ in results] == [PREEMPTED_EXIT_STATUS] * 2, both
     stopped = []
@@ -146,21 +152,32 @@ def _assert_preempted(results: list[tuple[int, str]], chain: Path, reference_run
 def test_sigterm_on_one_process_saves_the_same_step_and_resumes_bitwise(tmp_path):
 
     chain = tmp_path / "chain"
-    # 1. Reference, then the interrupted run (SIGTERM to process 1 only, after step 3): both
-    #    save the same step, after the signal and before the end.
+    # The reference, then the interrupted run (SIGTERM to process 1 only, after step 3): both
+    # save the same step, after the signal and before the end.
     stopped = _assert_preempted(_pair(tmp_path, SIGTERM_STEP), chain, reference_runs=1)
     assert SIGTERM_STEP < stopped < NUM_STEPS, stopped
 
-    # 2. A copy resumed, SIGTERM to process 1 before the first step: the first step is saved.
-    shutil.copytree(chain, tmp_path / "early")
-    early = _pair(tmp_path, -1, chain="early")
-    assert _assert_preempted(early, tmp_path / "early", reference_runs=0) == stopped + 1
+    # 1. Resumed, SIGTERM to process 1 before the first step: the first step is saved.
+    early = _pair(tmp_path, -1)
+    assert _assert_preempted(early, chain, reference_runs=0) == stopped + 1
 
-    # 3. The interrupted run resumed: it finishes (process 0 prints the header).
+    # 2. Resumed, SIGTERM to process 1 after the last step: stopped before the evaluation.
+    late = _pair(tmp_path, -2)
+    both = "\n".join(f"process {p}:\n{_summary(output)}" for p, (_, output) in enumerate(late))
+    assert [status for status, _ in late] == [PREEMPTED_EXIT_STATUS] * 2, both
+    for _, output in late:
+        assert "preempted (SIGTERM): stopped with the checkpoint saved" in output, both
+        assert "Traceback" not in output, _summary(output)
+    assert f"steps {stopped + 1}->{NUM_STEPS}" in late[0][1], _summary(late[0][1])
+    assert (chain / "checkpoints" / str(NUM_STEPS) / "commit_success.txt").is_file()
+    assert not (chain / "metrics.json").exists() and not (chain / "train.lock").exists()
+
+    # 3. Resumed at the end: nothing left to train; the evaluation runs and the run ends.
     resumed = _pair(tmp_path, 0)
     both = "\n".join(f"process {p}:\n{_summary(output)}" for p, (_, output) in enumerate(resumed))
     assert [status for status, _ in resumed] == [0, 0], both
-    assert f"steps {stopped}->{NUM_STEPS}" in resumed[0][1], _summary(resumed[0][1])
+    assert f"steps {NUM_STEPS}->{NUM_STEPS}" in resumed[0][1], _summary(resumed[0][1])
+    assert (chain / "metrics.json").is_file()
 
     step_a, arrays_a, data_a = _final(tmp_path / "reference")
     step_b, arrays_b, data_b = _final(chain)

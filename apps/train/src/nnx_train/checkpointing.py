@@ -55,6 +55,7 @@ from nnx_train.fingerprint import (
     position_name,
 )
 from nnx_train.multihost import barrier
+from nnx_train.preemption import TrainerCheckpointManager
 from nnx_train.state import from_nested, to_nested
 
 __all__ = ["COMMIT_MARKER", "Checkpointer", "fingerprints"]
@@ -134,7 +135,7 @@ class Checkpointer:
             read_only=read_only,
         )
         try:
-            self.manager = ocp.CheckpointManager(
+            self.manager = TrainerCheckpointManager(
                 self.directory, item_names=("state", "data", "manifest"), options=options
             )
         except (OSError, PermissionError) as err:

@@ -29,6 +29,7 @@ from etils import epath
 from nnx_train.ema import power_ema_name
 from nnx_train.errors import CheckpointError, ConfigError
 from nnx_train.power_ema import MAX_SIGMA_REL, solve_posthoc_coefficients
+from nnx_train.preemption import TrainerCheckpointManager
 from nnx_train.state import from_nested, to_nested
 
 __all__ = [
@@ -74,7 +75,7 @@ def _manager(directory: str, *, async_save: bool = True) -> ocp.CheckpointManage
     options = ocp.CheckpointManagerOptions(
         max_to_keep=None, enable_async_checkpointing=async_save, create=True
     )
-    return ocp.CheckpointManager(epath.Path(path), options=options)
+    return TrainerCheckpointManager(epath.Path(path), options=options)
 
 
 class SnapshotWriter:

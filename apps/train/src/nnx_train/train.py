@@ -207,7 +207,7 @@ def _finish(loop: _Loop) -> dict:
         * config.train.batch_size
         / max(loop.train_seconds, 1e-9),
     }
-    if loop.preemption.pending():  # the final checkpoint is saved: evaluate on resume
+    if loop.preemption.at_end():  # the final checkpoint is saved: evaluate on resume
         raise Preempted(None)
     if finished:  # collectives: every process samples and evaluates
         run.write_sample_grid(step, loop.logger)
