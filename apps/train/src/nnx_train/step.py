@@ -70,7 +70,7 @@ def make_train_step(
       frozen_graphdef: graph definition of the frozen modules, or ``None``.
       loss_fn: the task objective (`LossFn`); its per-example loss is averaged.
       optimizer: optax transformation over ``state.params``.
-      schedule: learning-rate schedule (logged only).
+      schedule: the optimiser's learning-rate schedule (logged, and checked by the guard).
       ema_decays: decays of the parameter averages.
       ema_sigma_rels: EMA lengths of EDM2's power-function averages (`nnx_train.ema`).
 
