@@ -13,17 +13,14 @@ through on its own 8 devices and compares.
 from __future__ import annotations
 
 import json
-import os
-import re
-import socket
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 from fid_testlib import random_inception_file, random_reference_file
 from multihost_worker import fid_files, final_arrays, scenario
+from train_testlib import start_two_processes, two_process_env, wait_all
 
 from nnx_train.cli import load_config
 from nnx_train.metrics_log import read_jsonl
@@ -56,46 +53,18 @@ FID_TOLERANCE = 1e-4
 NOISE_ONLY = "['attn']['key']['bias'].value"
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def _start_workers(name: str, workdir: Path, out: Path) -> list[subprocess.Popen]:
-    flags = re.sub(r"--xla_force_host_platform_device_count=\d+", "", os.environ["XLA_FLAGS"])
-    env = {
-        **os.environ,
-        "XLA_FLAGS": f"{flags} --xla_force_host_platform_device_count=4",
-        "JAX_PLATFORMS": "cpu",
-    }
-    port = _free_port()
-    return [
-        subprocess.Popen(
-            [sys.executable, str(WORKER), name, str(p), "2", str(port), str(workdir), str(out)],
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        for p in range(2)
-    ]
+    return start_two_processes(
+        lambda p, port: [str(WORKER), name, str(p), "2", port, str(workdir), str(out)],
+        two_process_env(),
+    )
 
 
 def _wait(processes: list[subprocess.Popen]) -> list[str]:
-    outputs = []
-    try:
-        for process in processes:
-            stdout, _ = process.communicate(timeout=TIMEOUT_S)
-            outputs.append(stdout)
-    finally:
-        for process in processes:
-            if process.poll() is None:
-                process.kill()
-                process.wait()
-    for process_id, (process, output) in enumerate(zip(processes, outputs)):
-        assert process.returncode == 0, f"process {process_id} failed:\n{output[-4000:]}"
-    return outputs
+    results = wait_all(processes, TIMEOUT_S)
+    for process_id, (status, output) in enumerate(results):
+        assert status == 0, f"process {process_id} failed:\n{output[-4000:]}"
+    return [output for _, output in results]
 
 
 def _relative_error(a: np.ndarray, b: np.ndarray) -> float:

@@ -25,16 +25,12 @@ CPU and the same two-process programs on both sides: no tolerance.
 
 from __future__ import annotations
 
-import os
 import re
-import socket
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from preemption_worker import NUM_STEPS
-from train_testlib import assert_same_states
+from train_testlib import assert_same_states, start_two_processes, two_process_env, wait_all
 
 from nnx_train.preemption import PREEMPTED_EXIT_STATUS
 
@@ -43,51 +39,23 @@ SIGTERM_STEP = 3
 TIMEOUT_S = 600  # per pair: a resumed pair took 177 s wall at load average 13 on 2 cores
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def _pair(tmp_path: Path, sigterm_at: int) -> list[tuple[int, str]]:
     """Runs both worker processes to their end; ``[(exit status, output)]`` by process id.
     ``sigterm_at``: see ``preemption_worker.py``."""
-    flags = re.sub(r"--xla_force_host_platform_device_count=\d+", "", os.environ["XLA_FLAGS"])
-    env = {
-        **os.environ,
-        "XLA_FLAGS": f"{flags} --xla_force_host_platform_device_count=4",
-        "JAX_PLATFORMS": "cpu",
-        "JAX_COMPILATION_CACHE_DIR": str(tmp_path / "jax_cache"),
-        "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
-        "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0",
-        "WANDB_MODE": "disabled",
+    env = two_process_env(
+        JAX_COMPILATION_CACHE_DIR=str(tmp_path / "jax_cache"),
+        JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
+        JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0",
+        WANDB_MODE="disabled",
         # Six processes import the same code: compile it to bytecode once, in one place.
-        "PYTHONPYCACHEPREFIX": str(tmp_path / "pycache"),
-    }
+        PYTHONPYCACHEPREFIX=str(tmp_path / "pycache"),
+    )
     env.pop("PYTHONDONTWRITEBYTECODE", None)
     folders = [str(tmp_path / "reference"), str(tmp_path / "chain")]
-    port = str(_free_port())
-    processes = [
-        subprocess.Popen(
-            [sys.executable, str(WORKER), str(p), port, *folders, str(sigterm_at)],
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        for p in range(2)
-    ]
-    results = []
-    try:
-        for process in processes:
-            output, _ = process.communicate(timeout=TIMEOUT_S)
-            results.append((process.returncode, output))
-    finally:
-        for process in processes:
-            if process.poll() is None:
-                process.kill()
-                process.wait()
-    return results
+    processes = start_two_processes(
+        lambda p, port: [str(WORKER), str(p), port, *folders, str(sigterm_at)], env
+    )
+    return wait_all(processes, TIMEOUT_S)
 
 
 def _summary(output: str) -> str:

@@ -44,6 +44,8 @@ from typing import Any
 import jax
 import orbax.checkpoint as ocp
 
+from nnx_train.multihost import barrier
+
 __all__ = ["PREEMPTED_EXIT_STATUS", "Preempted", "PreemptionWatch", "TrainerCheckpointManager"]
 
 log = logging.getLogger(__name__)
@@ -119,8 +121,6 @@ class PreemptionWatch:
         process that asked before the others had heard of the notice would set the sync
         point past every call (a notice that late is not acted on, consistently)."""
         if self._multihost:
-            from nnx_train.multihost import barrier
-
             barrier("nnx_train:preemption-at-end")
         return self._next_sync_point()
 
